@@ -230,7 +230,7 @@ int sl_set(sluice_batch *b, sluice_record *r, sluice_name name, sluice_value v)
             return SLUICE_OK;
         }
     }
-    if (r->nfields == r->capfields) {
+    if (r->nfields >= r->capfields) { /* full, or shared with a copied record */
         uint32_t n = r->capfields ? r->capfields * 2 : (r->nfields < 8 ? 8 : r->nfields + 8);
         sluice_field *f = sl_alloc(b, n * sizeof *f);
         if (!f)

@@ -3,10 +3,12 @@
  * options, turned into the stage list the graph builder and the runtime use.
  *
  * All checks that need no plugin running happen here, and every problem is
- * collected as "file:line:col: message" (exit status 2): YAML syntax, unknown
- * top-level keys, unknown plugin type, unknown option, wrong type, missing
- * required option, bad duration/size/enum, `input` naming an unknown stage.
- * Graph-shape problems (cycles, unused stages) are graph.c's.
+ * collected as "file:line:col: message" (exit status 2): YAML syntax, unset
+ * ${VAR}, unknown top-level keys, unknown plugin type, unknown option, wrong
+ * type, missing required option, bad duration/size/enum, duplicate stage
+ * names, extra output names that clash with a stage or another output.
+ * Whether `input` names exist, cycles and unused stages are graph.c's (it
+ * has input_nodes/output_nodes for positions).
  */
 #ifndef SLUICE_CONFIG_H
 #define SLUICE_CONFIG_H
@@ -65,7 +67,8 @@ typedef struct sl_pipeline_cfg {
     int64_t checkpoint_interval_ms;
     int checkpoint_retain;        /* default 3 */
 
-    char *metrics_listen;         /* NULL when `metrics.listen: false` */
+    char *metrics_listen;         /* NULL when absent or `listen: false`;
+                                     `listen: true` = 127.0.0.1:9464 */
     size_t nplugin_path;
     char **plugin_path;           /* resolved relative to the pipeline file's folder */
 
@@ -81,24 +84,45 @@ typedef struct sl_override {
 } sl_override;
 
 /* Pass 1: read the file and apply overrides; the plugin path is known after
- * this, so the loader can be set up. NULL on failure (diag filled). */
+ * this, so the loader can be set up. NULL (diag filled) only when there is
+ * no usable tree: unreadable file, YAML syntax error, not a mapping. Lesser
+ * problems (unset ${VAR}, unknown top-level key, bad stage name, a missing
+ * sources: or sinks: section...) are left in diag and the config is still
+ * returned, so pass 2 can add its findings and the user sees every mistake
+ * in one run; sl_config_check() then returns -1. Sets diag->file to file
+ * when NULL (the pointer is kept). Override values are taken as plain
+ * scalars, without ${VAR} interpolation; problems with them print as
+ * "--set: ...". */
 sl_pipeline_cfg *sl_config_read(const char *file, const sl_override *ovr, size_t novr,
                                 sl_diag *diag);
 /* Pass 2: resolve each stage's plugin and check and fill its options.
- * Returns 0, or -1 with every problem found in diag. */
+ * Returns 0, or -1 when diag holds any problem (from this pass or pass 1).
+ * A stage whose plugin is not found keeps def and config NULL. The lookup's
+ * err text, when set, is the message at the `type:` value; else "unknown
+ * source type 'x'". */
 int sl_config_check(sl_pipeline_cfg *cfg, sl_plugin_lookup lookup, void *lookup_ctx,
                     sl_diag *diag);
 void sl_config_free(sl_pipeline_cfg *cfg);
 
 /* Fill a config struct from a mapping node per an option table (defaults
- * applied first). Shared by the pipeline checker and unit tests. Problems go
- * to diag. `output_names` collects SLUICE_OPT_OUTPUT values. */
+ * applied first, then the map's values). Shared by the pipeline checker and
+ * unit tests. Keys in ignore_keys (NULL-terminated, may be NULL) are skipped;
+ * any other key not in opts is an "unknown option" (with a did-you-mean).
+ * Problems go to diag; returns 0 or -1. `stage` (may be NULL) names the
+ * plugin in messages and collects SLUICE_OPT_OUTPUT values in
+ * stage->outputs; an OUTPUT option ignores any default_value (an extra
+ * output exists only when the user names it) and is -1 when absent. An
+ * explicit null value (`path:`) is an error, not "absent". Whatever the
+ * result, free the strings, lists and maps with sl_options_free(). */
 int sl_options_fill(const sluice_option *opts, const sl_node *map, void *config,
                     const char *const *ignore_keys, sl_stage_cfg *stage, sl_diag *diag);
+/* Frees what sl_options_fill allocated inside config (not config itself)
+ * and clears those pointers, so calling it twice is harmless. */
 void sl_options_free(const sluice_option *opts, void *config);
 
 /* Where an option of a stage stands, for host->config_error(): the value
- * node of a dotted option path, or the stage node when absent. */
+ * node of a dotted option path, or the deepest node of the path that exists
+ * (the stage node when none does). */
 const sl_node *sl_stage_option_node(const sl_stage_cfg *st, const char *option);
 
 #endif

@@ -1,0 +1,464 @@
+/*
+ * runtime.c — stage threads, fan-out, watermarks and end of stream; see
+ * runtime.h for the design.
+ */
+#include "runtime.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "loader.h"
+
+#define QUEUE_BATCHES 4 /* per stage: enough to overlap stages, small enough to bound memory */
+
+static const char *stage_name(const sluice_ctx *ctx)
+{
+    return ctx->cfg->name;
+}
+
+static bool stopping(const sl_runtime *rt)
+{
+    return atomic_load_explicit(&rt->stopping, memory_order_relaxed) != 0;
+}
+
+/* ---- failure ------------------------------------------------------------ */
+
+/* A stage failed: log it once, mark the run failed and stop the sources.
+ * The stage keeps draining its queue so nothing upstream blocks forever. */
+static void stage_fail(sluice_ctx *ctx, const char *what, const char *err)
+{
+    if (ctx->failed)
+        return;
+    ctx->failed = true;
+    const char *msg = err && *err ? err : ctx->fail_reason[0] ? ctx->fail_reason : "failed";
+    sl_log(SLUICE_LOG_ERROR, stage_name(ctx), "%s: %s", what, msg);
+    atomic_store(&ctx->rt->failed, 1);
+    atomic_store(&ctx->rt->stopping, 1);
+}
+
+/* ---- output --------------------------------------------------------------- */
+
+static void push_all(sluice_ctx *ctx, const sl_item *item)
+{
+    for (size_t o = 0; o < ctx->noutputs; o++)
+        for (size_t e = 0; e < ctx->outputs[o].nedges; e++) {
+            sl_item it = *item;
+            it.input = ctx->outputs[o].edges[e].input;
+            sl_queue_push(ctx->outputs[o].edges[e].to->queue, &it);
+        }
+}
+
+static void send_watermark(sluice_ctx *ctx, int64_t wm)
+{
+    sl_item it = {.kind = SL_ITEM_WATERMARK, .watermark = wm};
+    push_all(ctx, &it);
+}
+
+static void send_eos(sluice_ctx *ctx)
+{
+    sl_item it = {.kind = SL_ITEM_EOS};
+    push_all(ctx, &it);
+}
+
+/* Sources: stamp ingest time, read event time from the configured field
+ * (rejecting records without a usable one), advance the watermark. */
+static void stamp_source_batch(sluice_ctx *ctx, sluice_batch *b)
+{
+    int64_t now = sl_now_ns();
+    uint32_t keep = 0;
+    for (uint32_t i = 0; i < b->count; i++) {
+        sluice_record *r = &b->records[i];
+        if (!r->ingest_ns)
+            r->ingest_ns = now;
+        if (ctx->time_field) {
+            const sluice_value *v = sluice_get(r, ctx->time_field);
+            const char *why = "event time field is missing";
+            int64_t t;
+            if (!v || !sl_event_time_of(v, ctx->cfg->event_time_format, &t, &why)) {
+                char detail[256];
+                snprintf(detail, sizeof detail, "%s: %s", ctx->cfg->event_time_field, why);
+                if (sl_stage_reject(ctx, r, r->raw, "bad_event_time", detail) == SLUICE_ERROR)
+                    stage_fail(ctx, "bad record", NULL);
+                continue;
+            }
+            r->time = t;
+        }
+        if (r->time != SLUICE_TIME_NONE)
+            sl_watermark_observe(&ctx->source_wm, r->time);
+        if (keep != i)
+            b->records[keep] = *r;
+        keep++;
+    }
+    b->count = keep;
+}
+
+int sl_stage_emit(sluice_ctx *ctx, size_t output, sluice_batch *b)
+{
+    if (!b)
+        return SLUICE_OK;
+    bool is_source = ctx->cfg->kind == SLUICE_SOURCE;
+    if (is_source && output == 0)
+        stamp_source_batch(ctx, b);
+    if (b->count == 0 || output >= ctx->noutputs || ctx->outputs[output].nedges == 0) {
+        sl_batch_unref(b);
+        return SLUICE_OK;
+    }
+    if (output == 0)
+        atomic_fetch_add_explicit(&ctx->records_out, b->count, memory_order_relaxed);
+    sl_output *out = &ctx->outputs[output];
+    for (size_t e = 1; e < out->nedges; e++)
+        sl_batch_ref(b);
+    int64_t blocked = 0;
+    for (size_t e = 0; e < out->nedges; e++) {
+        sl_item it = {.kind = SL_ITEM_BATCH, .input = out->edges[e].input, .batch = b};
+        blocked += sl_queue_push(out->edges[e].to->queue, &it);
+    }
+    if (blocked)
+        atomic_fetch_add_explicit(&ctx->blocked_ns, blocked, memory_order_relaxed);
+    int64_t wm;
+    if (is_source && output == 0 && sl_watermark_advance(&ctx->source_wm, &wm))
+        send_watermark(ctx, wm);
+    return SLUICE_OK;
+}
+
+/* ---- rejected records ------------------------------------------------------ */
+
+static void count_reason(sluice_ctx *ctx, const char *reason)
+{
+    atomic_fetch_add_explicit(&ctx->errors, 1, memory_order_relaxed);
+    for (int i = 0; i < SL_MAX_REASONS; i++) {
+        sl_reason_count *rc = &ctx->reasons[i];
+        if (rc->reason[0] == 0)
+            snprintf(rc->reason, sizeof rc->reason, "%s", reason);
+        if (strcmp(rc->reason, reason) == 0) {
+            atomic_fetch_add_explicit(&rc->count, 1, memory_order_relaxed);
+            return;
+        }
+    }
+}
+
+void sl_stage_flush_errors(sluice_ctx *ctx)
+{
+    if (!ctx->err_batch)
+        return;
+    sluice_batch *b = ctx->err_batch;
+    ctx->err_batch = NULL;
+    sl_stage_emit(ctx, (size_t)ctx->cfg->errors_output + 1, b);
+}
+
+int sl_stage_reject(sluice_ctx *ctx, const sluice_record *rec, sluice_str raw,
+                    const char *reason, const char *detail)
+{
+    count_reason(ctx, reason);
+    if (ctx->cfg->on_error_fail) {
+        snprintf(ctx->fail_reason, sizeof ctx->fail_reason, "%s: %s (on_error: fail)", reason,
+                 detail);
+        return SLUICE_ERROR;
+    }
+    if (ctx->cfg->errors_output < 0) {
+        uint64_t held;
+        if (sl_ratelimit_pass(&ctx->reject_log, &held))
+            sl_log(SLUICE_LOG_WARN, stage_name(ctx),
+                   "dropped a record: %s: %s%s (add `errors: NAME` to keep such records)",
+                   reason, detail, held ? " (and more, rate-limited)" : "");
+        return SLUICE_RETRY;
+    }
+    if (ctx->err_batch && ctx->err_batch->count >= ctx->err_batch->capacity)
+        sl_stage_flush_errors(ctx);
+    if (!ctx->err_batch)
+        ctx->err_batch = sl_batch_new(ctx->cfg->batch_size);
+    sluice_batch *b = ctx->err_batch;
+    sluice_record *r = rec ? sl_record_clone(b, rec) : sl_record_append(b);
+    if (!r) {
+        sl_log(SLUICE_LOG_ERROR, stage_name(ctx), "out of memory keeping a rejected record");
+        return SLUICE_RETRY;
+    }
+    if (!raw.ptr && rec)
+        raw = rec->raw;
+    sl_set(b, r, ctx->n_error, sluice_string(sl_str(b, detail, strlen(detail))));
+    sl_set(b, r, ctx->n_stage, sluice_string(sl_str(b, stage_name(ctx), strlen(stage_name(ctx)))));
+    if (raw.ptr)
+        sl_set(b, r, ctx->n_raw, sluice_string(sl_str(b, raw.ptr, raw.len)));
+    return SLUICE_RETRY;
+}
+
+/* ---- stage threads ---------------------------------------------------------- */
+
+static void source_loop(sluice_ctx *ctx)
+{
+    const sluice_plugin_def *d = ctx->def;
+    char err[1024];
+    bool exhausted = false;
+    while (!stopping(ctx->rt)) {
+        err[0] = 0;
+        int rc = d->poll(ctx->self, err, sizeof err);
+        sl_stage_flush_errors(ctx);
+        if (rc == SLUICE_ERROR) {
+            stage_fail(ctx, "poll failed", err);
+            break;
+        }
+        if (rc == SLUICE_DONE) {
+            exhausted = true;
+            break;
+        }
+        if (rc == SLUICE_RETRY) {
+            struct timespec ts = {0, 2 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    /* Bounded input ran out: every event time has been seen. */
+    if (exhausted)
+        send_watermark(ctx, SLUICE_TIME_MAX);
+}
+
+static int64_t min_input_wm(const sluice_ctx *ctx)
+{
+    int64_t m = SLUICE_TIME_MAX;
+    for (unsigned i = 0; i < ctx->ninputs; i++)
+        if (ctx->input_wm[i] < m)
+            m = ctx->input_wm[i];
+    return m;
+}
+
+static void handle_watermark(sluice_ctx *ctx, const sl_item *it)
+{
+    if (it->input >= ctx->ninputs || it->watermark <= ctx->input_wm[it->input])
+        return;
+    ctx->input_wm[it->input] = it->watermark;
+    int64_t wm = min_input_wm(ctx);
+    if (wm <= ctx->wm)
+        return;
+    ctx->wm = wm;
+    if (ctx->def->on_watermark && !ctx->failed) {
+        char err[1024] = "";
+        if (ctx->def->on_watermark(ctx->self, wm, err, sizeof err) == SLUICE_ERROR)
+            stage_fail(ctx, "on_watermark failed", err);
+        sl_stage_flush_errors(ctx);
+    }
+    if (ctx->cfg->kind == SLUICE_OPERATOR)
+        send_watermark(ctx, wm);
+}
+
+/* Sinks may ask to be called again (a peer is briefly down): back off and
+ * retry the same batch until it is written or the run is stopping. */
+static int write_batch(sluice_ctx *ctx, const sluice_batch *b, char *err, size_t errlen)
+{
+    long backoff_ms = 10;
+    for (;;) {
+        err[0] = 0;
+        int rc = ctx->def->write(ctx->self, b, err, errlen);
+        if (rc != SLUICE_RETRY)
+            return rc;
+        if (stopping(ctx->rt)) {
+            snprintf(err, errlen, "still failing to write when the run stopped");
+            return SLUICE_ERROR;
+        }
+        struct timespec ts = {backoff_ms / 1000, (backoff_ms % 1000) * 1000000};
+        nanosleep(&ts, NULL);
+        if (backoff_ms < 1000)
+            backoff_ms *= 2;
+    }
+}
+
+static void handle_batch(sluice_ctx *ctx, const sl_item *it)
+{
+    sluice_batch *b = it->batch;
+    atomic_fetch_add_explicit(&ctx->records_in, b->count, memory_order_relaxed);
+    atomic_fetch_add_explicit(&ctx->batches_in, 1, memory_order_relaxed);
+    if (!ctx->failed) {
+        char err[1024] = "";
+        int rc = ctx->cfg->kind == SLUICE_SINK
+                     ? write_batch(ctx, b, err, sizeof err)
+                     : ctx->def->process(ctx->self, b, it->input, err, sizeof err);
+        if (rc == SLUICE_ERROR)
+            stage_fail(ctx, ctx->cfg->kind == SLUICE_SINK ? "write failed" : "process failed",
+                       err);
+        else if (ctx->cfg->kind == SLUICE_SINK)
+            atomic_fetch_add_explicit(&ctx->records_out, b->count, memory_order_relaxed);
+        sl_stage_flush_errors(ctx);
+    }
+    sl_batch_unref(b);
+}
+
+static void consumer_loop(sluice_ctx *ctx)
+{
+    while (ctx->inputs_ended < ctx->ninputs) {
+        sl_item it;
+        sl_queue_pop(ctx->queue, &it);
+        switch (it.kind) {
+        case SL_ITEM_BATCH:
+            handle_batch(ctx, &it);
+            break;
+        case SL_ITEM_WATERMARK:
+            handle_watermark(ctx, &it);
+            break;
+        case SL_ITEM_EOS:
+            ctx->inputs_ended++;
+            break;
+        }
+    }
+    if (ctx->def->flush && !ctx->failed) {
+        char err[1024] = "";
+        if (ctx->def->flush(ctx->self, err, sizeof err) == SLUICE_ERROR)
+            stage_fail(ctx, "flush failed", err);
+        sl_stage_flush_errors(ctx);
+    }
+}
+
+static void *stage_thread(void *arg)
+{
+    sluice_ctx *ctx = arg;
+    if (ctx->cfg->kind == SLUICE_SOURCE)
+        source_loop(ctx);
+    else
+        consumer_loop(ctx);
+    sl_stage_flush_errors(ctx);
+    send_eos(ctx);
+    atomic_store(&ctx->finished, true);
+    atomic_fetch_sub(&ctx->rt->running, 1);
+    return NULL;
+}
+
+/* ---- lifecycle -------------------------------------------------------------- */
+
+static void wire_stage(sl_runtime *rt, size_t i)
+{
+    sluice_ctx *ctx = &rt->stages[i];
+    const sl_graph_stage *gs = &rt->graph->stages[i];
+    ctx->noutputs = gs->noutputs;
+    ctx->outputs = calloc(gs->noutputs, sizeof *ctx->outputs);
+    for (size_t o = 0; o < gs->noutputs; o++) {
+        ctx->outputs[o].nedges = gs->nconsumers[o];
+        ctx->outputs[o].edges = calloc(gs->nconsumers[o] ? gs->nconsumers[o] : 1, sizeof(sl_edge));
+        for (size_t c = 0; c < gs->nconsumers[o]; c++) {
+            ctx->outputs[o].edges[c].to = &rt->stages[gs->consumers[o][c].stage];
+            ctx->outputs[o].edges[c].input = gs->consumers[o][c].input;
+        }
+    }
+    ctx->ninputs = (unsigned)ctx->cfg->ninputs;
+    if (ctx->cfg->kind != SLUICE_SOURCE)
+        ctx->queue = sl_queue_new(rt->queue_batches * (ctx->ninputs ? ctx->ninputs : 1));
+    ctx->input_wm = calloc(ctx->ninputs ? ctx->ninputs : 1, sizeof *ctx->input_wm);
+    for (unsigned k = 0; k < ctx->ninputs; k++)
+        ctx->input_wm[k] = SLUICE_TIME_NONE;
+    ctx->wm = SLUICE_TIME_NONE;
+}
+
+sl_runtime *sl_runtime_new(sl_pipeline_cfg *cfg, sl_graph *graph, sl_diag *diag)
+{
+    sl_runtime *rt = calloc(1, sizeof *rt);
+    rt->cfg = cfg;
+    rt->graph = graph;
+    rt->nstages = cfg->nstages;
+    rt->queue_batches = QUEUE_BATCHES;
+    rt->stages = calloc(cfg->nstages ? cfg->nstages : 1, sizeof *rt->stages);
+    sluice_name n_error = sl_intern("error", 5), n_stage = sl_intern("stage", 5),
+                n_raw = sl_intern("raw", 3);
+    int bad = 0;
+    for (size_t i = 0; i < cfg->nstages; i++) {
+        sluice_ctx *ctx = &rt->stages[i];
+        ctx->rt = rt;
+        ctx->cfg = &cfg->stages[i];
+        ctx->def = ctx->cfg->def;
+        ctx->n_error = n_error;
+        ctx->n_stage = n_stage;
+        ctx->n_raw = n_raw;
+        ctx->reject_log = (sl_ratelimit)SL_RATELIMIT_INIT(5);
+        if (ctx->cfg->event_time_field)
+            ctx->time_field = sl_intern(ctx->cfg->event_time_field,
+                                        strlen(ctx->cfg->event_time_field));
+        sl_watermark_init(&ctx->source_wm, ctx->cfg->max_delay_ms);
+        wire_stage(rt, i);
+        ctx->diag = diag;
+        char err[1024] = "";
+        int rc = ctx->def->create(&sl_host, ctx, ctx->cfg->config, &ctx->self, err, sizeof err);
+        ctx->diag = NULL;
+        if (rc != SLUICE_OK) {
+            if (!ctx->config_errors) {
+                const sl_node *at = ctx->cfg->node;
+                sl_diag_add(diag, at->line, at->col, "%s '%s': %s", sl_kind_name(ctx->cfg->kind),
+                            ctx->cfg->name, err[0] ? err : "cannot be created");
+            }
+            bad = 1;
+            continue;
+        }
+        ctx->created = true;
+    }
+    if (bad) {
+        sl_runtime_free(rt);
+        return NULL;
+    }
+    return rt;
+}
+
+int sl_runtime_start(sl_runtime *rt)
+{
+    /* Sinks first, sources last: a consumer is ready before data flows. */
+    for (size_t k = rt->nstages; k-- > 0;) {
+        sluice_ctx *ctx = &rt->stages[rt->graph->order[k]];
+        if (!ctx->def->start)
+            continue;
+        char err[1024] = "";
+        if (ctx->def->start(ctx->self, err, sizeof err) != SLUICE_OK) {
+            sl_log(SLUICE_LOG_ERROR, stage_name(ctx), "cannot start: %s",
+                   err[0] ? err : "start() failed");
+            return -1;
+        }
+    }
+    rt->started_ns = sl_now_ns();
+    atomic_store(&rt->running, rt->nstages);
+    for (size_t k = rt->nstages; k-- > 0;) {
+        sluice_ctx *ctx = &rt->stages[rt->graph->order[k]];
+        int rc = pthread_create(&ctx->thread, NULL, stage_thread, ctx);
+        if (rc != 0) {
+            sl_log(SLUICE_LOG_ERROR, stage_name(ctx), "cannot start a thread: %s", strerror(rc));
+            atomic_store(&rt->running, 0);
+            abort(); /* half a pipeline running cannot be unwound safely */
+        }
+        ctx->thread_started = true;
+    }
+    return 0;
+}
+
+void sl_runtime_stop(sl_runtime *rt)
+{
+    atomic_store(&rt->stopping, 1);
+}
+
+bool sl_runtime_done(sl_runtime *rt)
+{
+    return atomic_load(&rt->running) == 0;
+}
+
+int sl_runtime_join(sl_runtime *rt)
+{
+    for (size_t i = 0; i < rt->nstages; i++)
+        if (rt->stages[i].thread_started) {
+            pthread_join(rt->stages[i].thread, NULL);
+            rt->stages[i].thread_started = false;
+        }
+    return atomic_load(&rt->failed) ? 1 : 0;
+}
+
+void sl_runtime_free(sl_runtime *rt)
+{
+    if (!rt)
+        return;
+    sl_runtime_join(rt);
+    for (size_t i = 0; i < rt->nstages; i++) {
+        sluice_ctx *ctx = &rt->stages[i];
+        if (ctx->created && ctx->def->destroy)
+            ctx->def->destroy(ctx->self);
+        sl_batch_unref(ctx->err_batch);
+        sl_queue_free(ctx->queue);
+        for (size_t o = 0; o < ctx->noutputs; o++)
+            free(ctx->outputs[o].edges);
+        free(ctx->outputs);
+        free(ctx->input_wm);
+    }
+    free(rt->stages);
+    free(rt);
+}

@@ -1,0 +1,122 @@
+/*
+ * runtime.h — running a checked pipeline: one thread per stage, a bounded
+ * queue in front of each operator and sink, batches and in-band control
+ * items (watermarks, end of stream) flowing along the graph's edges.
+ *
+ * Why a thread per stage: stages are few (a handful to a few dozen), a
+ * thread per stage gives pipeline parallelism on every core with no
+ * scheduler to tune, and a stage blocked in I/O never stalls another.
+ * Backpressure is the queues' bound: emit() blocks while a consumer's queue
+ * is full, so a slow sink slows everything upstream down to its pace and
+ * memory stays bounded by (stages x queue bound x batch size).
+ *
+ * Shutdown: sl_runtime_stop() asks sources to stop; each source sends end of
+ * stream downstream; each stage, once every input has ended, flushes and
+ * passes end of stream on. A bounded source that runs out first sends the
+ * watermark +infinity, so event-time operators fire everything they hold.
+ */
+#ifndef SLUICE_RUNTIME_H
+#define SLUICE_RUNTIME_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "config.h"
+#include "eventtime.h"
+#include "graph.h"
+#include "log.h"
+#include "queue.h"
+
+typedef struct sl_runtime sl_runtime;
+
+typedef struct sl_edge {
+    sluice_ctx *to;
+    unsigned input;
+} sl_edge;
+
+typedef struct sl_output {
+    size_t nedges;
+    sl_edge *edges;
+} sl_output;
+
+/* Counts by reject reason, for the errors metric and the final summary. */
+typedef struct sl_reason_count {
+    char reason[32];
+    _Atomic uint64_t count;
+} sl_reason_count;
+#define SL_MAX_REASONS 16
+
+/* One running stage. The host table's `sluice_ctx *` is this. */
+struct sluice_ctx {
+    sl_runtime *rt;
+    sl_stage_cfg *cfg;
+    const sluice_plugin_def *def;
+    void *self;
+    bool created;
+
+    /* create() time: config_error() reports into diag. */
+    sl_diag *diag;
+    int config_errors;
+
+    /* Edges: outputs[0] is the main output, outputs[1..] the extra ones. */
+    size_t noutputs;
+    sl_output *outputs;
+    sl_queue *queue; /* operators and sinks */
+    unsigned ninputs, inputs_ended;
+    int64_t *input_wm;
+    int64_t wm;      /* the stage's input watermark (operators, sinks) */
+
+    /* Sources: event time and watermark. */
+    sluice_name time_field;
+    sl_watermark source_wm;
+
+    /* Rejected records waiting to go to the `errors` output. */
+    sluice_batch *err_batch;
+    sluice_name n_error, n_stage, n_raw;
+    sl_ratelimit reject_log;
+    char fail_reason[512];
+
+    /* Counters read by the status line (and the metrics layer later). */
+    _Atomic uint64_t records_in, records_out, errors, batches_in;
+    _Atomic uint64_t progress_done, progress_total;
+    _Atomic int64_t blocked_ns;
+    sl_reason_count reasons[SL_MAX_REASONS];
+
+    pthread_t thread;
+    bool thread_started;
+    _Atomic bool finished;
+    bool failed;
+};
+
+struct sl_runtime {
+    sl_pipeline_cfg *cfg;
+    sl_graph *graph;
+    size_t nstages;
+    sluice_ctx *stages;
+    unsigned queue_batches;
+    _Atomic int stopping;
+    _Atomic int failed;
+    _Atomic size_t running;
+    int64_t started_ns;
+};
+
+/* Create every stage's plugin instance (create(): no I/O). Configuration
+ * problems land in diag as file:line:col. NULL when any stage failed. */
+sl_runtime *sl_runtime_new(sl_pipeline_cfg *cfg, sl_graph *graph, sl_diag *diag);
+/* start() every plugin, sinks first, then the threads. -1 when a start()
+ * failed (logged). */
+int sl_runtime_start(sl_runtime *rt);
+void sl_runtime_stop(sl_runtime *rt);     /* async-signal-safe */
+bool sl_runtime_done(sl_runtime *rt);     /* every stage thread has finished */
+int sl_runtime_join(sl_runtime *rt);      /* 0 ok, 1 a stage failed */
+void sl_runtime_free(sl_runtime *rt);     /* destroy() every plugin */
+
+/* The runtime side of the host table (host.c). */
+int sl_stage_emit(sluice_ctx *ctx, size_t output, sluice_batch *b);
+int sl_stage_reject(sluice_ctx *ctx, const sluice_record *rec, sluice_str raw,
+                    const char *reason, const char *detail);
+void sl_stage_flush_errors(sluice_ctx *ctx);
+
+extern const sluice_host sl_host;
+
+#endif
