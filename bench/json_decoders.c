@@ -19,13 +19,15 @@
  * Not part of the normal build; scripts/bench-json compiles and runs it:
  *   gcc -std=gnu11 -O2 -Icore -Icore/include bench/json_decoders.c core/json.c \
  *       core/batch.c core/intern.c -o /tmp/json_decoders \
- *       -lyajl -ljansson -ljson-c -lfastjson -lpthread -lm
+ *       -lyajl -ljansson -ljson-c -lfastjson -lpthread -lm -ldl
  *   /tmp/json_decoders [lines] [runs] [only]
  * (default 200000 lines, 5 runs; `only` times just the decoders whose name
  * starts with it, e.g. "sluice").
  * Prints ns/record and MB/s, the median of the runs.
  */
-#define _GNU_SOURCE
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* dlvsym */
+#endif
 #include "json.h"
 #include "record.h"
 

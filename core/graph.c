@@ -85,7 +85,35 @@ static void add_consumer(sl_graph_stage *gs, size_t output, size_t stage, unsign
     gs->nconsumers[output] = n + 1;
 }
 
-/* Kahn's algorithm; what is left unordered lies on a cycle. */
+/* Whether `to` can be reached from `from` over edges between stages still
+ * pending (depth-first; pipelines have few stages). */
+static bool reaches_from(const sl_graph *g, const size_t *pending, size_t from, size_t to,
+                         bool *seen)
+{
+    const sl_graph_stage *gs = &g->stages[from];
+    for (size_t o = 0; o < gs->noutputs; o++)
+        for (size_t c = 0; c < gs->nconsumers[o]; c++) {
+            size_t next = gs->consumers[o][c].stage;
+            if (next == to)
+                return true;
+            if (!pending[next] || seen[next])
+                continue;
+            seen[next] = true;
+            if (reaches_from(g, pending, next, to, seen))
+                return true;
+        }
+    return false;
+}
+
+static bool reaches(const sl_graph *g, const size_t *pending, size_t from, size_t to)
+{
+    bool *seen = calloc(g->nstages, sizeof *seen);
+    bool r = reaches_from(g, pending, from, to, seen);
+    free(seen);
+    return r;
+}
+
+/* Kahn's algorithm; what is left unordered lies on or after a cycle. */
 static int order_stages(sl_graph *g, sl_diag *diag)
 {
     const sl_pipeline_cfg *cfg = g->cfg;
@@ -106,15 +134,20 @@ static int order_stages(sl_graph *g, sl_diag *diag)
     }
     int bad = 0;
     if (done < n) {
+        /* What Kahn's algorithm leaves is on a cycle or downstream of one;
+         * name only the stages that can reach themselves. */
         for (size_t i = 0; i < n; i++) {
-            if (pending[i] == 0)
+            if (pending[i] == 0 || !reaches(g, pending, i, i))
                 continue;
             const sl_stage_cfg *st = &cfg->stages[i];
             /* Point at the first input that is itself on the cycle. */
             const sl_node *at = st->node;
-            for (size_t k = 0; k < st->ninputs; k++)
-                if (pending[g->stages[i].inputs[k].stage] && st->input_nodes && st->input_nodes[k])
+            for (size_t k = st->ninputs; k-- > 0;) {
+                size_t from = g->stages[i].inputs[k].stage;
+                if (pending[from] && reaches(g, pending, i, from) && st->input_nodes &&
+                    st->input_nodes[k])
                     at = st->input_nodes[k];
+            }
             sl_diag_add(diag, at->line, at->col, "%s '%s' is part of a cycle of inputs",
                         kind_name(st->kind), st->name);
             bad = 1;

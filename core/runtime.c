@@ -178,7 +178,13 @@ int sl_stage_reject(sluice_ctx *ctx, const sluice_record *rec, sluice_str raw,
     }
     if (!raw.ptr && rec)
         raw = rec->raw;
-    sl_set(b, r, ctx->n_error, sluice_string(sl_str(b, detail, strlen(detail))));
+    /* `error` leads with the reason word, so it can be grouped on, then the
+     * human detail: "bad_json: expected ':' at byte 17". */
+    char msg[1024];
+    int n = snprintf(msg, sizeof msg, "%s: %s", reason, detail);
+    if (n < 0 || (size_t)n >= sizeof msg)
+        n = sizeof msg - 1;
+    sl_set(b, r, ctx->n_error, sluice_string(sl_str(b, msg, (size_t)n)));
     sl_set(b, r, ctx->n_stage, sluice_string(sl_str(b, stage_name(ctx), strlen(stage_name(ctx)))));
     if (raw.ptr)
         sl_set(b, r, ctx->n_raw, sluice_string(sl_str(b, raw.ptr, raw.len)));

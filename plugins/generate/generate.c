@@ -40,7 +40,9 @@
  * snapshot() keeps the record count and the generator state, so a bounded
  * generate restored from a checkpoint continues where it stopped.
  */
-#define _GNU_SOURCE
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* M_PI, clock_nanosleep, gmtime_r */
+#endif
 #include "sluice/plugin.h"
 
 #include <ctype.h>
@@ -339,7 +341,7 @@ static const char *split_args(const char *p, const char *end, tmpl_args *out)
     }
 }
 
-/* Report a bad template of field `name` and fail. */
+/* Put the reason a template is bad into why[] and fail. */
 #define BAD_TEMPLATE(...)                                                   \
     do {                                                                    \
         snprintf(why, whylen, __VA_ARGS__);                                 \

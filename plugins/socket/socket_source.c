@@ -31,6 +31,10 @@
  * The source is unbounded: it never returns DONE; it runs until the
  * runtime stops calling it. Bytes of an unterminated line still buffered
  * when it is destroyed are reported in a warning, not dropped in silence.
+ * A socket cannot be rewound, so there is no snapshot/restore: as with
+ * Spark's socket source, what peers sent before a crash is not replayed.
+ * Empty lines hold no record and a trailing '\r' is dropped, as in the
+ * file source.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* accept4, SOCK_NONBLOCK */

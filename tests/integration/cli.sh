@@ -34,7 +34,7 @@ status_is 2 "an unknown option of run exits 2" "$SLUICE" run --no-such-flag x.ya
 status_is 0 "sluice plugins exits 0" "$SLUICE" plugins
 listing=$(out)
 for p in file console generate socket filter map; do
-    like "$listing" "^[[:space:]]*$p[[:space:]]" "sluice plugins lists $p"
+    like "$listing" "^[[:space:]]*${p}[[:space:]]" "sluice plugins lists $p"
 done
 status_is 0 "sluice plugins file exits 0" "$SLUICE" plugins file
 described=$(out)
@@ -105,7 +105,7 @@ sinks:
     input: nowhere
 EOF
 
-bad_config cycle '(7|10)' 'cycle' <<'EOF'
+bad_config cycle '(7|11)' 'cycle' <<'EOF'
 pipeline: t
 sources:
   src: {type: generate, count: 1}
@@ -121,6 +121,7 @@ operators:
 sinks:
   out: {type: console, input: b}
 EOF
+unlike "$(out)" "'out'.*cycle" "cycle: the sink downstream of it is not said to be on it"
 
 bad_config unused-stage '(5|6)' 'lonely' <<'EOF'
 pipeline: t

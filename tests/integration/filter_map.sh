@@ -145,7 +145,7 @@ operator merr map "$T/mixed.jsonl" '    set:
 ok "map with runtime errors runs (exit 0)" run merr
 is "$(jq -c '[.id, .kb]' "$T/merr.out" | tr '\n' ' ')" "[1,4] [3,0] [5,6] " "mapped records are kept"
 is "$(jq -c .id "$T/merr.errors" | tr '\n' ' ')" "2 4 " "failing records go to errors, not half-mapped"
-like "$(jq -r .error "$T/merr.errors")" '^set\.kb: .*attempt to perform arithmetic' \
+like "$(jq -r .error "$T/merr.errors")" '^expr_error: set\.kb: .*attempt to perform arithmetic' \
     "the map error names the field"
 
 operator failfast filter "$T/mixed.jsonl" '    where: bytes > 1000

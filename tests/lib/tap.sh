@@ -77,17 +77,17 @@ status_is() {
 }
 
 is() {
-    _tap_result $([ "$1" = "$2" ]; echo $?) "$3" || { diag "got:  '$1'"; diag "want: '$2'"; return 1; }
+    _tap_result "$([ "$1" = "$2" ]; echo $?)" "$3" || { diag "got:  '$1'"; diag "want: '$2'"; return 1; }
 }
 isnt() {
-    _tap_result $([ "$1" != "$2" ]; echo $?) "$3" || { diag "got '$1', want anything else"; return 1; }
+    _tap_result "$([ "$1" != "$2" ]; echo $?)" "$3" || { diag "got '$1', want anything else"; return 1; }
 }
 like() {
-    _tap_result $(printf '%s\n' "$1" | grep -Eq -- "$2"; echo $?) "$3" ||
+    _tap_result "$(printf '%s\n' "$1" | grep -Eq -- "$2"; echo $?)" "$3" ||
         { diag "got:"; diag "$(printf '%s' "$1" | head -c 4000)"; diag "want a line matching /$2/"; return 1; }
 }
 unlike() {
-    _tap_result $(printf '%s\n' "$1" | grep -Eq -- "$2"; [ $? -ne 0 ]; echo $?) "$3" ||
+    _tap_result "$(printf '%s\n' "$1" | grep -Eq -- "$2"; [ $? -ne 0 ]; echo $?)" "$3" ||
         { diag "got:"; diag "$(printf '%s' "$1" | head -c 4000)"; diag "want no line matching /$2/"; return 1; }
 }
 
