@@ -256,10 +256,11 @@ static int wait_for_end(sl_runtime *rt, sl_status *status)
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGUSR1); /* the last stage thread ended */
     int signals = 0;
     int64_t next_tick = sl_now_ns() + 1000000000;
     while (!sl_runtime_done(rt)) {
-        struct timespec ts = {0, 100 * 1000 * 1000};
+        struct timespec ts = {0, 250 * 1000 * 1000};
         int sig = sigtimedwait(&set, NULL, &ts);
         if (sig == SIGINT || sig == SIGTERM) {
             if (++signals > 1) {
@@ -291,6 +292,7 @@ static int cmd_run(int argc, char **argv)
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -304,6 +306,7 @@ static int cmd_run(int argc, char **argv)
         sl_diag_free(&diag);
         sl_log(SLUICE_LOG_INFO, NULL, "pipeline '%s' starting: %zu stages", p.cfg->name,
                p.cfg->nstages);
+        sl_runtime_notify_done(rt);
         if (sl_runtime_start(rt) != 0) {
             status = EXIT_RUNTIME;
         } else {

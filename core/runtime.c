@@ -5,6 +5,7 @@
 #include "runtime.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -324,7 +325,8 @@ static void *stage_thread(void *arg)
     sl_stage_flush_errors(ctx);
     send_eos(ctx);
     atomic_store(&ctx->finished, true);
-    atomic_fetch_sub(&ctx->rt->running, 1);
+    if (atomic_fetch_sub(&ctx->rt->running, 1) == 1 && ctx->rt->wake_waiter)
+        pthread_kill(ctx->rt->waiter, SIGUSR1);
     return NULL;
 }
 
@@ -427,6 +429,12 @@ int sl_runtime_start(sl_runtime *rt)
         ctx->thread_started = true;
     }
     return 0;
+}
+
+void sl_runtime_notify_done(sl_runtime *rt)
+{
+    rt->waiter = pthread_self();
+    rt->wake_waiter = true;
 }
 
 void sl_runtime_stop(sl_runtime *rt)

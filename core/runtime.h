@@ -98,6 +98,11 @@ struct sl_runtime {
     _Atomic int failed;
     _Atomic size_t running;
     int64_t started_ns;
+    /* Woken with SIGUSR1 (blocked everywhere, waited for by the caller)
+     * when the last stage thread ends, so the end of a run is noticed at
+     * once rather than at the next timeout. */
+    pthread_t waiter;
+    bool wake_waiter;
 };
 
 /* Create every stage's plugin instance (create(): no I/O). Configuration
@@ -106,6 +111,8 @@ sl_runtime *sl_runtime_new(sl_pipeline_cfg *cfg, sl_graph *graph, sl_diag *diag)
 /* start() every plugin, sinks first, then the threads. -1 when a start()
  * failed (logged). */
 int sl_runtime_start(sl_runtime *rt);
+/* The calling thread gets SIGUSR1 when the last stage thread ends. */
+void sl_runtime_notify_done(sl_runtime *rt);
 void sl_runtime_stop(sl_runtime *rt);     /* async-signal-safe */
 bool sl_runtime_done(sl_runtime *rt);     /* every stage thread has finished */
 int sl_runtime_join(sl_runtime *rt);      /* 0 ok, 1 a stage failed */
