@@ -153,27 +153,109 @@ bool sl_event_time_of(const sluice_value *v, sl_time_format fmt, int64_t *ms, co
     return false;
 }
 
-void sl_watermark_init(sl_watermark *w, int64_t max_delay_ms)
+#define MAX_PARTITIONS (1u << 20) /* beyond this, partitions share slots */
+
+void sl_watermark_init(sl_watermark *w, int64_t max_delay_ms, int64_t idle_timeout_ms)
 {
-    w->max_seen = SLUICE_TIME_NONE;
+    memset(w, 0, sizeof *w);
     w->max_delay = max_delay_ms;
+    w->idle_ns = idle_timeout_ms * 1000000;
     w->current = SLUICE_TIME_NONE;
 }
 
-void sl_watermark_observe(sl_watermark *w, int64_t t)
+void sl_watermark_free(sl_watermark *w)
 {
-    if (t > w->max_seen)
-        w->max_seen = t;
+    free(w->parts);
+    w->parts = NULL;
+    w->nparts = 0;
 }
 
-bool sl_watermark_advance(sl_watermark *w, int64_t *wm)
+static sl_partition_wm *part(sl_watermark *w, size_t p, int64_t now_ns)
 {
-    if (w->max_seen == SLUICE_TIME_NONE)
-        return false;
-    int64_t next = w->max_seen - w->max_delay;
-    if (next <= w->current)
-        return false;
-    w->current = next;
-    *wm = next;
-    return true;
+    p %= MAX_PARTITIONS;
+    if (p >= w->nparts) {
+        size_t n = w->nparts ? w->nparts : 4;
+        while (n <= p)
+            n *= 2;
+        sl_partition_wm *np = realloc(w->parts, n * sizeof *np);
+        if (!np)
+            return NULL;
+        for (size_t i = w->nparts; i < n; i++) {
+            np[i].max_seen = SLUICE_TIME_NONE;
+            np[i].last_ns = now_ns;
+            /* Slots past the highest partition seen are not partitions. */
+            np[i].done = i > p;
+        }
+        w->parts = np;
+        w->nparts = n;
+    } else if (w->parts[p].done && w->parts[p].max_seen == SLUICE_TIME_NONE) {
+        w->parts[p].done = false; /* a filler slot becoming a partition */
+        w->parts[p].last_ns = now_ns;
+    }
+    return &w->parts[p];
+}
+
+void sl_watermark_declare(sl_watermark *w, size_t n, int64_t now_ns)
+{
+    for (size_t p = 0; p < n; p++)
+        part(w, p, now_ns);
+}
+
+void sl_watermark_done(sl_watermark *w, size_t partition)
+{
+    sl_partition_wm *pw = part(w, partition, 0);
+    if (pw) {
+        pw->done = true;
+        if (pw->max_seen == SLUICE_TIME_NONE)
+            pw->max_seen = SLUICE_TIME_MAX; /* finished without records: never a filler */
+    }
+}
+
+void sl_watermark_observe(sl_watermark *w, size_t partition, int64_t t, int64_t now_ns)
+{
+    sl_partition_wm *pw = partition < w->nparts && !w->parts[partition].done
+                              ? &w->parts[partition]
+                              : part(w, partition, now_ns);
+    if (!pw)
+        return;
+    if (t > pw->max_seen)
+        pw->max_seen = t;
+    pw->last_ns = now_ns;
+}
+
+sl_wm_change sl_watermark_poll(sl_watermark *w, int64_t now_ns, int64_t *wm)
+{
+    int64_t lowest = SLUICE_TIME_MAX;
+    bool active = false, idle = false;
+    for (size_t p = 0; p < w->nparts; p++) {
+        const sl_partition_wm *pw = &w->parts[p];
+        if (pw->done)
+            continue;
+        if (w->idle_ns > 0 && now_ns - pw->last_ns >= w->idle_ns) {
+            idle = true;
+            continue;
+        }
+        active = true;
+        int64_t own = pw->max_seen == SLUICE_TIME_NONE ? SLUICE_TIME_NONE
+                                                       : pw->max_seen - w->max_delay;
+        if (own < lowest)
+            lowest = own;
+    }
+    if (!active) {
+        if (idle && !w->idle) {
+            w->idle = true;
+            return SL_WM_IDLE;
+        }
+        return SL_WM_SAME;
+    }
+    bool was_idle = w->idle;
+    w->idle = false;
+    if (lowest == SLUICE_TIME_NONE || (lowest <= w->current && !was_idle))
+        return SL_WM_SAME;
+    if (lowest > w->current)
+        w->current = lowest;
+    /* Back from idle: re-announce the watermark so downstream counts this
+     * input again, even if it did not move. */
+    *wm = w->current;
+    return SL_WM_ADVANCED;
 }

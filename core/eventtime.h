@@ -26,15 +26,42 @@ void sl_format_iso8601(int64_t ms, char out[48]);
 bool sl_event_time_of(const sluice_value *v, sl_time_format fmt, int64_t *ms,
                       const char **why);
 
+/* A source's watermark, per partition (a file of a glob, a Kafka
+ * partition): each partition's own is its largest event time minus
+ * max_delay, and the source's is the minimum over partitions that are
+ * neither finished nor idle. A partition the source declared but that has
+ * not produced a record yet holds the watermark back (its records may be
+ * the oldest) until idle_timeout passes. When every partition left is idle
+ * the source is idle: downstream stops waiting for it. */
+typedef struct sl_partition_wm {
+    int64_t max_seen;  /* SLUICE_TIME_NONE until a record is seen */
+    int64_t last_ns;   /* monotonic time of its last record (or declaration) */
+    bool done;
+} sl_partition_wm;
+
 typedef struct sl_watermark {
-    int64_t max_seen;    /* SLUICE_TIME_NONE until a record is seen */
     int64_t max_delay;
+    int64_t idle_ns;     /* 0: partitions never go idle */
     int64_t current;     /* last watermark emitted */
+    bool idle;           /* idleness last reported */
+    size_t nparts;
+    sl_partition_wm *parts;
 } sl_watermark;
 
-void sl_watermark_init(sl_watermark *w, int64_t max_delay_ms);
-void sl_watermark_observe(sl_watermark *w, int64_t t);
-/* True and the new value when the watermark moved forward since last asked. */
-bool sl_watermark_advance(sl_watermark *w, int64_t *wm);
+typedef enum sl_wm_change {
+    SL_WM_SAME = 0,
+    SL_WM_ADVANCED, /* *wm holds the new watermark */
+    SL_WM_IDLE      /* every partition left is idle */
+} sl_wm_change;
+
+void sl_watermark_init(sl_watermark *w, int64_t max_delay_ms, int64_t idle_timeout_ms);
+void sl_watermark_free(sl_watermark *w);
+/* The source has partitions 0..n-1 (more may appear later). */
+void sl_watermark_declare(sl_watermark *w, size_t n, int64_t now_ns);
+void sl_watermark_done(sl_watermark *w, size_t partition);
+void sl_watermark_observe(sl_watermark *w, size_t partition, int64_t t, int64_t now_ns);
+/* Whether the watermark moved forward or the source went idle since the
+ * last call. */
+sl_wm_change sl_watermark_poll(sl_watermark *w, int64_t now_ns, int64_t *wm);
 
 #endif

@@ -127,6 +127,27 @@ static int host_buf_append(sluice_buf *buf, const char *p, size_t len)
     return sl_buf_append(buf, p, len) == 0 ? SLUICE_OK : SLUICE_ERROR;
 }
 
+static void host_state_size(sluice_ctx *ctx, uint64_t keys, uint64_t bytes)
+{
+    atomic_store_explicit(&ctx->state_keys, keys, memory_order_relaxed);
+    atomic_store_explicit(&ctx->state_bytes, bytes, memory_order_relaxed);
+}
+
+static void host_count_late(sluice_ctx *ctx, uint64_t n)
+{
+    atomic_fetch_add_explicit(&ctx->records_late, n, memory_order_relaxed);
+}
+
+static void host_partitions(sluice_ctx *ctx, uint32_t n)
+{
+    sl_watermark_declare(&ctx->source_wm, n, sl_now_ns());
+}
+
+static void host_partition_done(sluice_ctx *ctx, uint32_t partition)
+{
+    sl_watermark_done(&ctx->source_wm, partition);
+}
+
 const sluice_host sl_host = {
     .abi_major = SLUICE_ABI_MAJOR,
     .abi_minor = SLUICE_ABI_MINOR,
@@ -160,4 +181,8 @@ const sluice_host sl_host = {
     .progress = host_progress,
     .stopping = host_stopping,
     .stage_name = host_stage_name,
+    .state_size = host_state_size,
+    .count_late = host_count_late,
+    .partitions = host_partitions,
+    .partition_done = host_partition_done,
 };

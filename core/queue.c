@@ -9,6 +9,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "log.h"
 
@@ -96,11 +97,8 @@ int64_t sl_queue_push(sl_queue *q, const sl_item *item)
     return blocked;
 }
 
-void sl_queue_pop(sl_queue *q, sl_item *out)
+static void take(sl_queue *q, sl_item *out)
 {
-    pthread_mutex_lock(&q->lock);
-    while (q->count == 0)
-        pthread_cond_wait(&q->not_empty, &q->lock);
     *out = q->ring[q->head];
     q->head = (q->head + 1) % q->cap;
     q->count--;
@@ -108,7 +106,36 @@ void sl_queue_pop(sl_queue *q, sl_item *out)
         q->batches--;
         pthread_cond_broadcast(&q->not_full);
     }
+}
+
+void sl_queue_pop(sl_queue *q, sl_item *out)
+{
+    pthread_mutex_lock(&q->lock);
+    while (q->count == 0)
+        pthread_cond_wait(&q->not_empty, &q->lock);
+    take(q, out);
     pthread_mutex_unlock(&q->lock);
+}
+
+bool sl_queue_pop_wait(sl_queue *q, sl_item *out, int64_t timeout_ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (timeout_ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&q->lock);
+    while (q->count == 0)
+        if (pthread_cond_timedwait(&q->not_empty, &q->lock, &until) != 0)
+            break;
+    bool got = q->count > 0;
+    if (got)
+        take(q, out);
+    pthread_mutex_unlock(&q->lock);
+    return got;
 }
 
 unsigned sl_queue_depth(sl_queue *q)

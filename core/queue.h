@@ -19,7 +19,8 @@
 typedef enum sl_item_kind {
     SL_ITEM_BATCH = 1,
     SL_ITEM_WATERMARK,
-    SL_ITEM_EOS /* this input has ended */
+    SL_ITEM_IDLE, /* this input is idle: do not wait for its watermark */
+    SL_ITEM_EOS   /* this input has ended */
 } sl_item_kind;
 
 typedef struct sl_item {
@@ -39,6 +40,8 @@ void sl_queue_free(sl_queue *q); /* drops any batches still queued */
 int64_t sl_queue_push(sl_queue *q, const sl_item *item);
 /* Pop; blocks until an item is there. */
 void sl_queue_pop(sl_queue *q, sl_item *out);
+/* Pop, waiting at most timeout_ms; false when nothing came. */
+bool sl_queue_pop_wait(sl_queue *q, sl_item *out, int64_t timeout_ms);
 unsigned sl_queue_depth(sl_queue *q); /* batches queued now */
 
 #endif

@@ -58,6 +58,28 @@ static void send_watermark(sluice_ctx *ctx, int64_t wm)
     push_all(ctx, &it);
 }
 
+static void send_idle(sluice_ctx *ctx)
+{
+    sl_item it = {.kind = SL_ITEM_IDLE};
+    push_all(ctx, &it);
+}
+
+/* Sources: pass on what the partition watermarks say. */
+static void source_watermark(sluice_ctx *ctx)
+{
+    int64_t wm;
+    switch (sl_watermark_poll(&ctx->source_wm, sl_now_ns(), &wm)) {
+    case SL_WM_ADVANCED:
+        send_watermark(ctx, wm);
+        break;
+    case SL_WM_IDLE:
+        send_idle(ctx);
+        break;
+    case SL_WM_SAME:
+        break;
+    }
+}
+
 static void send_eos(sluice_ctx *ctx)
 {
     sl_item it = {.kind = SL_ITEM_EOS};
@@ -88,7 +110,7 @@ static void stamp_source_batch(sluice_ctx *ctx, sluice_batch *b)
             r->time = t;
         }
         if (r->time != SLUICE_TIME_NONE)
-            sl_watermark_observe(&ctx->source_wm, r->time);
+            sl_watermark_observe(&ctx->source_wm, r->partition, r->time, now);
         if (keep != i)
             b->records[keep] = *r;
         keep++;
@@ -119,9 +141,8 @@ int sl_stage_emit(sluice_ctx *ctx, size_t output, sluice_batch *b)
     }
     if (blocked)
         atomic_fetch_add_explicit(&ctx->blocked_ns, blocked, memory_order_relaxed);
-    int64_t wm;
-    if (is_source && output == 0 && sl_watermark_advance(&ctx->source_wm, &wm))
-        send_watermark(ctx, wm);
+    if (is_source && output == 0)
+        source_watermark(ctx);
     return SLUICE_OK;
 }
 
@@ -215,38 +236,73 @@ static void source_loop(sluice_ctx *ctx)
             struct timespec ts = {0, 2 * 1000 * 1000};
             nanosleep(&ts, NULL);
         }
+        source_watermark(ctx); /* partitions may have gone idle */
     }
     /* Bounded input ran out: every event time has been seen. */
     if (exhausted)
         send_watermark(ctx, SLUICE_TIME_MAX);
 }
 
-static int64_t min_input_wm(const sluice_ctx *ctx)
+enum { INPUT_ACTIVE = 0, INPUT_IDLE, INPUT_ENDED };
+
+/* The stage's input watermark: the minimum over inputs still active. Idle
+ * and ended inputs are not waited for. */
+static void recompute_watermark(sluice_ctx *ctx)
 {
     int64_t m = SLUICE_TIME_MAX;
-    for (unsigned i = 0; i < ctx->ninputs; i++)
+    unsigned active = 0, idle = 0;
+    for (unsigned i = 0; i < ctx->ninputs; i++) {
+        if (ctx->input_state[i] == INPUT_IDLE)
+            idle++;
+        if (ctx->input_state[i] != INPUT_ACTIVE)
+            continue;
+        active++;
         if (ctx->input_wm[i] < m)
             m = ctx->input_wm[i];
-    return m;
-}
-
-static void handle_watermark(sluice_ctx *ctx, const sl_item *it)
-{
-    if (it->input >= ctx->ninputs || it->watermark <= ctx->input_wm[it->input])
+    }
+    if (active == 0) {
+        /* Every input idle: so is this stage's output. */
+        if (idle && ctx->cfg->kind == SLUICE_OPERATOR)
+            send_idle(ctx);
         return;
-    ctx->input_wm[it->input] = it->watermark;
-    int64_t wm = min_input_wm(ctx);
-    if (wm <= ctx->wm)
+    }
+    if (m <= ctx->wm)
         return;
-    ctx->wm = wm;
+    ctx->wm = m;
     if (ctx->def->on_watermark && !ctx->failed) {
         char err[1024] = "";
-        if (ctx->def->on_watermark(ctx->self, wm, err, sizeof err) == SLUICE_ERROR)
+        if (ctx->def->on_watermark(ctx->self, m, err, sizeof err) == SLUICE_ERROR)
             stage_fail(ctx, "on_watermark failed", err);
         sl_stage_flush_errors(ctx);
     }
     if (ctx->cfg->kind == SLUICE_OPERATOR)
-        send_watermark(ctx, wm);
+        send_watermark(ctx, m);
+}
+
+static void handle_control(sluice_ctx *ctx, const sl_item *it)
+{
+    if (it->input >= ctx->ninputs)
+        return;
+    unsigned k = it->input;
+    switch (it->kind) {
+    case SL_ITEM_WATERMARK:
+        if (it->watermark > ctx->input_wm[k])
+            ctx->input_wm[k] = it->watermark;
+        ctx->input_state[k] = INPUT_ACTIVE;
+        break;
+    case SL_ITEM_IDLE:
+        ctx->input_state[k] = INPUT_IDLE;
+        break;
+    case SL_ITEM_EOS:
+        ctx->input_state[k] = INPUT_ENDED;
+        ctx->inputs_ended++;
+        if (ctx->inputs_ended == ctx->ninputs)
+            return; /* the stage is ending; nothing to recompute */
+        break;
+    default:
+        return;
+    }
+    recompute_watermark(ctx);
 }
 
 /* Sinks may ask to be called again (a peer is briefly down): back off and
@@ -290,20 +346,45 @@ static void handle_batch(sluice_ctx *ctx, const sl_item *it)
     sl_batch_unref(b);
 }
 
+#define TICK_MS 100
+
+/* Operators with processing-time work get on_tick() about every TICK_MS,
+ * between items. */
+static void maybe_tick(sluice_ctx *ctx, int64_t *next_tick)
+{
+    int64_t now = sl_wall_ms();
+    if (now < *next_tick)
+        return;
+    *next_tick = now + TICK_MS;
+    if (ctx->failed)
+        return;
+    char err[1024] = "";
+    if (ctx->def->on_tick(ctx->self, now, err, sizeof err) == SLUICE_ERROR)
+        stage_fail(ctx, "on_tick failed", err);
+    sl_stage_flush_errors(ctx);
+}
+
 static void consumer_loop(sluice_ctx *ctx)
 {
+    int64_t next_tick = sl_wall_ms() + TICK_MS;
     while (ctx->inputs_ended < ctx->ninputs) {
         sl_item it;
-        sl_queue_pop(ctx->queue, &it);
+        if (ctx->def->on_tick) {
+            bool got = sl_queue_pop_wait(ctx->queue, &it, TICK_MS);
+            maybe_tick(ctx, &next_tick);
+            if (!got)
+                continue;
+        } else {
+            sl_queue_pop(ctx->queue, &it);
+        }
         switch (it.kind) {
         case SL_ITEM_BATCH:
             handle_batch(ctx, &it);
             break;
         case SL_ITEM_WATERMARK:
-            handle_watermark(ctx, &it);
-            break;
+        case SL_ITEM_IDLE:
         case SL_ITEM_EOS:
-            ctx->inputs_ended++;
+            handle_control(ctx, &it);
             break;
         }
     }
@@ -350,6 +431,7 @@ static void wire_stage(sl_runtime *rt, size_t i)
     if (ctx->cfg->kind != SLUICE_SOURCE)
         ctx->queue = sl_queue_new(rt->queue_batches * (ctx->ninputs ? ctx->ninputs : 1));
     ctx->input_wm = calloc(ctx->ninputs ? ctx->ninputs : 1, sizeof *ctx->input_wm);
+    ctx->input_state = calloc(ctx->ninputs ? ctx->ninputs : 1, sizeof *ctx->input_state);
     for (unsigned k = 0; k < ctx->ninputs; k++)
         ctx->input_wm[k] = SLUICE_TIME_NONE;
     ctx->wm = SLUICE_TIME_NONE;
@@ -378,7 +460,7 @@ sl_runtime *sl_runtime_new(sl_pipeline_cfg *cfg, sl_graph *graph, sl_diag *diag)
         if (ctx->cfg->event_time_field)
             ctx->time_field = sl_intern(ctx->cfg->event_time_field,
                                         strlen(ctx->cfg->event_time_field));
-        sl_watermark_init(&ctx->source_wm, ctx->cfg->max_delay_ms);
+        sl_watermark_init(&ctx->source_wm, ctx->cfg->max_delay_ms, ctx->cfg->idle_timeout_ms);
         wire_stage(rt, i);
         ctx->diag = diag;
         char err[1024] = "";
@@ -472,6 +554,8 @@ void sl_runtime_free(sl_runtime *rt)
             free(ctx->outputs[o].edges);
         free(ctx->outputs);
         free(ctx->input_wm);
+        free(ctx->input_state);
+        sl_watermark_free(&ctx->source_wm);
     }
     free(rt->stages);
     free(rt);

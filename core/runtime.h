@@ -64,6 +64,7 @@ struct sluice_ctx {
     sl_queue *queue; /* operators and sinks */
     unsigned ninputs, inputs_ended;
     int64_t *input_wm;
+    uint8_t *input_state; /* per input: INPUT_ACTIVE, INPUT_IDLE or INPUT_ENDED */
     int64_t wm;      /* the stage's input watermark (operators, sinks) */
 
     /* Sources: event time and watermark. */
@@ -80,6 +81,7 @@ struct sluice_ctx {
     _Atomic uint64_t records_in, records_out, errors, batches_in;
     _Atomic uint64_t progress_done, progress_total;
     _Atomic int64_t blocked_ns;
+    _Atomic uint64_t records_late, state_keys, state_bytes;
     sl_reason_count reasons[SL_MAX_REASONS];
 
     pthread_t thread;

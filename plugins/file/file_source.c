@@ -580,6 +580,7 @@ static int poll_read(file_source *s, char *err, size_t errlen)
                 return SLUICE_ERROR;
             file_close(s, f);
             f->finished = true;
+            s->host->partition_done(s->ctx, f->partition);
             s->current++;
         }
     }
@@ -917,6 +918,9 @@ static int start_read(file_source *s, char *err, size_t errlen)
         if (S_ISREG(st.st_mode))
             s->bytes_total += (uint64_t)st.st_size;
     }
+    /* Every file is a partition whose records may be the oldest: the
+     * watermark waits for each until it has been read to its end. */
+    s->host->partitions(s->ctx, (uint32_t)s->nfiles);
     return SLUICE_OK;
 }
 

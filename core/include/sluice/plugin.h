@@ -32,6 +32,8 @@
  *
  * ABI changelog
  *   1.0  first version.
+ *   1.1  sluice_plugin_def.on_tick (periodic call for processing-time work);
+ *        sluice_host.state_size, count_late, partitions, partition_done.
  *
  * Ownership, in one place
  *   - Strings in the descriptor and option table: owned by the plugin, must
@@ -66,7 +68,7 @@ extern "C" {
 #endif
 
 #define SLUICE_ABI_MAJOR 1
-#define SLUICE_ABI_MINOR 0
+#define SLUICE_ABI_MINOR 1
 
 /* Return codes of every callback and of host functions that can fail. */
 typedef enum sluice_status {
@@ -339,6 +341,21 @@ typedef struct sluice_host {
     bool (*stopping)(sluice_ctx *ctx);
     /* The stage's name as written in the pipeline file. */
     const char *(*stage_name)(sluice_ctx *ctx);
+
+    /* ---- 1.1 ---- */
+    /* Stateful operators: the live state's size now (keys held, bytes
+     * approximately), for the metrics layer. Call after changes, cheaply
+     * (once per batch or watermark). */
+    void (*state_size)(sluice_ctx *ctx, uint64_t keys, uint64_t bytes);
+    /* Records that arrived after their window closed; counted in
+     * sluice_records_late_total{stage}, whether or not they are routed on. */
+    void (*count_late)(sluice_ctx *ctx, uint64_t n);
+    /* Sources with partitions (records' `partition`): declare that
+     * partitions 0..n-1 exist, so one that has produced nothing yet holds
+     * the watermark back (until watermark.idle_timeout); and say when one
+     * has ended (a file read to its end), so it no longer does. */
+    void (*partitions)(sluice_ctx *ctx, uint32_t n);
+    void (*partition_done)(sluice_ctx *ctx, uint32_t partition);
 } sluice_host;
 
 /* ---- The descriptor ---------------------------------------------------- */
@@ -401,6 +418,12 @@ typedef struct sluice_plugin_def {
     int (*prepare)(void *self, uint64_t epoch, char *err, size_t errlen);
     int (*commit)(void *self, uint64_t epoch, char *err, size_t errlen);
     int (*abort)(void *self, uint64_t epoch, char *err, size_t errlen);
+
+    /* ---- 1.1 ---- */
+    /* Called on the stage's thread about every 100 ms while it runs, with
+     * the wall-clock time (ms since the epoch), between batches: for
+     * processing-time work such as `emit: every 10s`. May emit. NULL: none. */
+    int (*on_tick)(void *self, int64_t now_ms, char *err, size_t errlen);
 } sluice_plugin_def;
 
 /* The one symbol a plugin .so exports. */
