@@ -9,17 +9,21 @@
  * lines; BENCHMARKS.md ("JSON decoder choice") has the figures.
  *
  * Decoding one line:
- *   - Only the top-level object is turned into fields. Members are gathered
- *     in a per-decoder scratch array (duplicate keys: the last one wins,
- *     found in O(1) through a per-name generation stamp), then copied once
- *     into an exactly sized field array in the batch arena. A record that
- *     already has fields gets them through sl_set() instead.
- *   - Keys go through a small per-decoder cache (key bytes -> sluice_name),
+ *   - Only the top-level object is turned into fields. Members are parsed
+ *     straight into a per-decoder scratch array (duplicate keys: the last
+ *     one wins, found in O(1) through a per-name generation stamp). Strings
+ *     and nested text stay pointers into the input until the line has
+ *     parsed; then one arena allocation takes the exactly sized field array
+ *     and all the record's strings (NUL-terminated, unescaped). A record
+ *     that already has fields gets them through sl_set() instead.
+ *   - Keys: lines of one stream mostly repeat the same keys in the same
+ *     order, so each key is first compared, as raw bytes, with the key at
+ *     the same place in the last decoded record (no scan, no hash). Other
+ *     keys go through a small per-decoder cache (key bytes -> sluice_name),
  *     so sl_intern() and its mutex are met only for keys not seen lately.
- *   - Strings are scanned 8 bytes at a time for '"', '\\' and control
- *     characters; one without escapes is copied with one memcpy, one with
- *     escapes is unescaped straight into the arena (\uXXXX, surrogate pairs
- *     included, becomes UTF-8).
+ *   - Strings are scanned 16 bytes at a time (SSE2; 8 otherwise) for '"',
+ *     '\\' and control characters; escapes (\uXXXX, surrogate pairs
+ *     included, becomes UTF-8) are undone when copied into the arena.
  *   - Numbers: integers that fit are SLUICE_INT, larger ones SLUICE_DOUBLE;
  *     decimals use Clinger's exact fast path (mantissa < 2^53, |exp10| <= 22)
  *     and strtod_l() in the "C" locale otherwise, so results are always the
@@ -41,6 +45,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #define SL_JSON_MAX_DEPTH 64
 #define NAME_CACHE_SLOTS 1024 /* power of two */
@@ -54,15 +61,41 @@ typedef struct name_slot {
     char key[NAME_CACHE_KEYLEN];
 } name_slot;
 
+#define EXPECT_KEYS 64        /* keys remembered from the last record */
+#define EXPECT_BYTES 2048     /* ... and their raw bytes, at most */
+
+/* How a scratch value's bytes still have to reach the arena: strings and
+ * nested text point into the input until commit_fields() copies all of a
+ * record's strings with one allocation. */
+enum { PENDING_NONE, PENDING_COPY, PENDING_UNESCAPE };
+
+typedef struct expected_key {
+    uint32_t off, len;    /* raw bytes (escapes as written) in expect_bytes */
+    sluice_name name;
+} expected_key;
+
+typedef struct seen_key {
+    const char *raw;      /* a key of this record, raw bytes in the input */
+    uint32_t len;
+    sluice_name name;
+} seen_key;
+
 struct sl_json_decoder {
     name_slot cache[NAME_CACHE_SLOTS];
     sluice_field *scratch; /* this record's fields, before they go to the arena */
+    uint8_t *pending;      /* per scratch field: PENDING_* */
     uint32_t nscratch, capscratch;
     uint32_t *seen_gen;    /* per name id: gen of the record that last had it */
     uint32_t *seen_idx;    /* ... and its index in scratch */
     uint32_t seen_cap, gen;
     char *keybuf;          /* an unescaped key */
     size_t keycap;
+    /* The keys of the last record, in order. Lines of one stream mostly
+     * repeat them, so a key is first compared with the expected one. */
+    expected_key expect[EXPECT_KEYS];
+    uint32_t nexpect;
+    char expect_bytes[EXPECT_BYTES];
+    seen_key fresh[EXPECT_KEYS]; /* keys of this record past the expected run */
 };
 
 /* ---- Shared helpers ---------------------------------------------------- */
@@ -113,11 +146,20 @@ static const char *describe(parser *ps, const char *at, const char *expected)
     return fail(ps, at, "%s, got byte 0x%02x", expected, c);
 }
 
-static inline const char *skip_ws(const char *p, const char *end)
+static const char *skip_ws_run(const char *p, const char *end)
 {
     while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
         p++;
     return p;
+}
+
+/* Most tokens follow each other directly: one compare rules those out,
+ * and the caller's next test of *p reuses it. */
+static inline const char *skip_ws(const char *p, const char *end)
+{
+    if (p < end && (unsigned char)*p > ' ')
+        return p;
+    return skip_ws_run(p, end);
 }
 
 /* ---- Strings ----------------------------------------------------------- */
@@ -131,6 +173,20 @@ static inline bool string_special(unsigned char c)
 /* The first special byte at or after p (or end), eight bytes at a time. */
 static inline const char *scan_plain(const char *p, const char *end)
 {
+#ifdef __SSE2__
+    /* Sixteen at a time: '"', '\\', and bytes <= 0x1f (unsigned min). */
+    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\');
+    const __m128i ctl = _mm_set1_epi8(0x1f);
+    while (end - p >= 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+        __m128i special = _mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, bslash));
+        __m128i hit = _mm_or_si128(special, _mm_cmpeq_epi8(_mm_min_epu8(x, ctl), x));
+        unsigned mask = (unsigned)_mm_movemask_epi8(hit);
+        if (mask)
+            return p + __builtin_ctz(mask);
+        p += 16;
+    }
+#endif
     const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
     while (end - p >= 8) {
         uint64_t x;
@@ -139,8 +195,15 @@ static inline const char *scan_plain(const char *p, const char *end)
         /* A byte is flagged when it is zero in q or s, or < 0x20 in x; the
          * high bit of x excludes bytes >= 0x80 from the "< 0x20" test. */
         uint64_t hit = ((q - ones) & ~q) | ((s - ones) & ~s) | ((x - ones * 0x20) & ~x);
-        if (hit & highs)
+        hit &= highs;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        /* Borrows only flag bytes after a real hit: the lowest is exact. */
+        if (hit)
+            return p + (__builtin_ctzll(hit) >> 3);
+#else
+        if (hit)
             break;
+#endif
         p += 8;
     }
     while (p < end && !string_special((unsigned char)*p))
@@ -284,33 +347,6 @@ static size_t unescape_into(parser *ps, const char *src, size_t len, char *dst)
     return n;
 }
 
-/* A string value at p, copied (unescaped) into b's arena. */
-static const char *string_value(parser *ps, sluice_batch *b, const char *p, sluice_str *out)
-{
-    bool esc;
-    const char *next = scan_string(ps, p, &esc);
-    if (!next)
-        return NULL;
-    const char *content = p + 1;
-    size_t rawlen = (size_t)(next - 1 - content);
-    if (!esc) {
-        *out = sl_str(b, content, rawlen);
-    } else {
-        char *d = sl_alloc(b, rawlen + 1);
-        if (d) {
-            size_t n = unescape_into(ps, content, rawlen, d);
-            d[n] = '\0';
-            out->ptr = d;
-            out->len = n;
-        } else {
-            out->ptr = NULL;
-        }
-    }
-    if (!out->ptr)
-        return fail(ps, p, "out of memory");
-    return next;
-}
-
 /* ---- Numbers ----------------------------------------------------------- */
 
 static const double exact_pow10[] = {
@@ -349,9 +385,15 @@ static const char *scan_number(const char *p, const char *end, sluice_value *out
     uint64_t mant = 0;
     bool mant_exact = true; /* mant holds every digit so far */
     int dropped = 0;        /* integer digits beyond what mant holds */
+    const char *digits = p; /* mant < 10^(p - digits) while exact */
     if (*p == '0') {
         p++;
+        digits = p;
     } else {
+        /* Nineteen digits cannot overflow mant: no check on those. */
+        const char *stop = end - p > 19 ? p + 19 : end;
+        while (p < stop && (unsigned)(*p - '0') <= 9)
+            mant = mant * 10 + (unsigned)(*p++ - '0');
         while (p < end && (unsigned)(*p - '0') <= 9) {
             unsigned dgt = (unsigned)(*p - '0');
             if (mant_exact && mant <= (UINT64_MAX - 9) / 10)
@@ -370,6 +412,16 @@ static const char *scan_number(const char *p, const char *end, sluice_value *out
         p++;
         if (p >= end || (unsigned)(*p - '0') > 9)
             return NULL;
+        if (mant_exact) {
+            /* Up to nineteen digits in mant in all: no checks on those. */
+            size_t held = (size_t)(p - 1 - digits);
+            size_t room = held < 19 ? 19 - held : 0;
+            const char *stop = (size_t)(end - p) > room ? p + room : end;
+            const char *frac = p;
+            while (p < stop && (unsigned)(*p - '0') <= 9)
+                mant = mant * 10 + (unsigned)(*p++ - '0');
+            frac_digits = (int)(p - frac);
+        }
         while (p < end && (unsigned)(*p - '0') <= 9) {
             if (mant_exact && frac_digits < 400 && mant <= (UINT64_MAX - 9) / 10) {
                 mant = mant * 10 + (unsigned)(*p - '0');
@@ -556,6 +608,7 @@ void sl_json_decoder_free(sl_json_decoder *d)
     if (!d)
         return;
     free(d->scratch);
+    free(d->pending);
     free(d->seen_gen);
     free(d->seen_idx);
     free(d->keybuf);
@@ -603,13 +656,71 @@ static sluice_name cached_name(sl_json_decoder *d, const char *key, size_t len)
     return name;
 }
 
-/* Add or replace (last key wins) a field of the record being decoded. */
-static int add_field(sl_json_decoder *d, sluice_name name, sluice_value v)
+/* a[0..len) == b[0..len), for short keys: word compares, the last word
+ * overlapping the previous one, never reading outside either range. */
+static inline bool bytes_equal(const char *a, const char *b, size_t len)
 {
-    if (name < d->seen_cap && d->seen_gen[name] == d->gen) {
-        d->scratch[d->seen_idx[name]].value = v;
-        return 0;
+    if (len >= 8) {
+        uint64_t x, y;
+        for (size_t i = 0; i + 8 < len; i += 8) {
+            memcpy(&x, a + i, 8);
+            memcpy(&y, b + i, 8);
+            if (x != y)
+                return false;
+        }
+        memcpy(&x, a + len - 8, 8);
+        memcpy(&y, b + len - 8, 8);
+        return x == y;
     }
+    if (len >= 4) {
+        uint32_t x0, y0, x1, y1;
+        memcpy(&x0, a, 4);
+        memcpy(&y0, b, 4);
+        memcpy(&x1, a + len - 4, 4);
+        memcpy(&y1, b + len - 4, 4);
+        return x0 == y0 && x1 == y1;
+    }
+    for (size_t i = 0; i < len; i++)
+        if (a[i] != b[i])
+            return false;
+    return true;
+}
+
+/* The expected key (quote at p) is the same raw text followed by '"': the
+ * remembered text is a whole valid string content, so the input's string
+ * ends at that quote too and unescapes to the same key. Returns the byte
+ * after the closing quote, or NULL when it is another key. */
+static inline const char *match_expected(const sl_json_decoder *d, const expected_key *e,
+                                         const char *p, const char *end)
+{
+    if ((size_t)(end - p) < (size_t)e->len + 2 || p[e->len + 1] != '"' ||
+        !bytes_equal(p + 1, d->expect_bytes + e->off, e->len))
+        return NULL;
+    return p + e->len + 2;
+}
+
+/* After a record whose keys were not all the expected ones: expect its
+ * keys next time (the first `matched` are already there). */
+static void remember_keys(sl_json_decoder *d, uint32_t matched, uint32_t nfresh)
+{
+    uint32_t n = matched;
+    uint32_t off = n ? d->expect[n - 1].off + d->expect[n - 1].len : 0;
+    for (uint32_t i = 0; i < nfresh && n < EXPECT_KEYS; i++, n++) {
+        const seen_key *k = &d->fresh[i];
+        if (k->len > EXPECT_BYTES - off)
+            break;
+        memcpy(d->expect_bytes + off, k->raw, k->len);
+        d->expect[n].off = off;
+        d->expect[n].len = k->len;
+        d->expect[n].name = k->name;
+        off += k->len;
+    }
+    d->nexpect = n;
+}
+
+/* Room for one more scratch field and one more name id (cold). */
+static __attribute__((noinline)) int grow_scratch(sl_json_decoder *d, sluice_name name)
+{
     if (name >= d->seen_cap) {
         uint32_t n = d->seen_cap ? d->seen_cap : 256;
         while (n <= name)
@@ -631,14 +742,29 @@ static int add_field(sl_json_decoder *d, sluice_name name, sluice_value v)
         if (!f)
             return -1;
         d->scratch = f;
+        uint8_t *k = realloc(d->pending, n);
+        if (!k)
+            return -1;
+        d->pending = k;
         d->capscratch = n;
     }
-    d->seen_gen[name] = d->gen;
-    d->seen_idx[name] = d->nscratch;
-    d->scratch[d->nscratch].name = name;
-    d->scratch[d->nscratch].value = v;
-    d->nscratch++;
     return 0;
+}
+
+/* The scratch slot of a field: a new one, or the one this record already
+ * has for name (last key wins, at the place of the first). -1 when out of
+ * memory. The value is parsed straight into the slot. */
+static inline int64_t slot_for(sl_json_decoder *d, sluice_name name)
+{
+    if (name < d->seen_cap && d->seen_gen[name] == d->gen)
+        return d->seen_idx[name];
+    if ((name >= d->seen_cap || d->nscratch == d->capscratch) && grow_scratch(d, name) != 0)
+        return -1;
+    uint32_t i = d->nscratch++;
+    d->seen_gen[name] = d->gen;
+    d->seen_idx[name] = i;
+    d->scratch[i].name = name;
+    return i;
 }
 
 /* A new generation per record makes every seen_gen stamp stale at once. */
@@ -652,22 +778,52 @@ static void start_record(sl_json_decoder *d)
     }
 }
 
-static int commit_fields(sl_json_decoder *d, sluice_batch *b, sluice_record *r)
+/* Copy the record's strings into the arena (one allocation, shared with
+ * the field array when the record has no fields yet), then its fields.
+ * The field array is copied first and its string pointers fixed up in
+ * place, so the copy never loads scratch bytes just stored (those loads
+ * wait behind the stores to cold arena memory; the time mostly moved to
+ * the stores themselves, which are the real cost here). */
+static int commit_fields(parser *ps, sl_json_decoder *d, sluice_batch *b, sluice_record *r)
 {
     uint32_t n = d->nscratch;
     if (n == 0)
         return 0;
-    if (r->nfields == 0) {
-        sluice_field *f = sl_alloc(b, n * sizeof *f);
-        if (!f)
-            return -1;
-        memcpy(f, d->scratch, n * sizeof *f);
+    size_t text = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (d->pending[i] != PENDING_NONE)
+            text += d->scratch[i].value.u.s.len + 1;
+    size_t fbytes = r->nfields == 0 ? n * sizeof(sluice_field) : 0;
+    char *mem = NULL;
+    if (fbytes + text && !(mem = sl_alloc(b, fbytes + text)))
+        return -1;
+    sluice_field *f = d->scratch;
+    if (fbytes) {
+        f = (sluice_field *)(void *)mem;
+        memcpy(f, d->scratch, fbytes);
+    }
+    char *s = mem + fbytes;
+    for (uint32_t i = 0; i < n; i++) {
+        if (d->pending[i] == PENDING_NONE)
+            continue;
+        const sluice_str *src = &d->scratch[i].value.u.s;
+        size_t len = src->len;
+        if (d->pending[i] == PENDING_COPY)
+            memcpy(s, src->ptr, len);
+        else
+            len = unescape_into(ps, src->ptr, len, s);
+        s[len] = '\0';
+        f[i].value.u.s.ptr = s;
+        f[i].value.u.s.len = len;
+        s += len + 1; /* unescaping only shortens: within the room counted */
+    }
+    if (fbytes) {
         r->fields = f;
         r->nfields = r->capfields = n;
         return 0;
     }
     for (uint32_t i = 0; i < n; i++)
-        if (sl_set(b, r, d->scratch[i].name, d->scratch[i].value) != SLUICE_OK)
+        if (sl_set(b, r, f[i].name, f[i].value) != SLUICE_OK)
             return -1;
     return 0;
 }
@@ -700,36 +856,102 @@ static const char *parse_key(parser *ps, sl_json_decoder *d, const char *p,
     return next;
 }
 
-/* One member value at p (past whitespace), strings into b's arena. */
-static const char *parse_value(parser *ps, sluice_batch *b, const char *p, sluice_value *v)
+/* The name of the key whose quote is at p, into *name; returns the byte
+ * after the key. The expected key is tried first; other keys go through
+ * the name cache and are noted in fresh[] for remember_keys(). */
+static inline const char *member_key(parser *ps, sl_json_decoder *d, const char *p,
+                                     uint32_t index, uint32_t *matched, uint32_t *nfresh,
+                                     sluice_name *name)
 {
-    const char *end = ps->end;
+    if (index == *matched && index < d->nexpect) {
+        const expected_key *e = &d->expect[index];
+        const char *next = match_expected(d, e, p, ps->end);
+        if (next) {
+            *name = e->name;
+            (*matched)++;
+            return next;
+        }
+    }
+    const char *key = NULL;
+    size_t klen = 0;
+    const char *next = parse_key(ps, d, p, &key, &klen);
+    if (!next)
+        return NULL;
+    *name = cached_name(d, key, klen);
+    if (!*name)
+        return fail(ps, p, "too many distinct field names");
+    if (*nfresh < EXPECT_KEYS) {
+        seen_key *k = &d->fresh[(*nfresh)++];
+        k->raw = p + 1;
+        k->len = (uint32_t)(next - 1 - (p + 1));
+        k->name = *name;
+    }
+    return next;
+}
+
+/* One member value at p (past whitespace) into v. Strings and nested text
+ * stay in the input for now: *pending says how commit_fields() copies them. */
+static inline __attribute__((always_inline)) const char *
+member_value(parser *ps, const char *p, sluice_value *v, uint8_t *pending)
+{
+    const char *end = ps->end, *next;
+    bool esc;
     if (p >= end)
         return describe(ps, p, "expected a value");
     switch (*p) {
     case '"':
+        next = scan_string(ps, p, &esc);
+        if (!next)
+            return NULL;
         v->type = SLUICE_STRING;
-        return string_value(ps, b, p, &v->u.s);
+        v->u.s.ptr = p + 1;
+        v->u.s.len = (size_t)(next - 1 - (p + 1));
+        *pending = esc ? PENDING_UNESCAPE : PENDING_COPY;
+        return next;
     case '{':
-    case '[': {
-        const char *next = skip_value(ps, p, 1);
+    case '[':
+        next = skip_value(ps, p, 1);
         if (!next)
             return NULL;
         v->type = SLUICE_JSON;
-        v->u.s = sl_str(b, p, (size_t)(next - p));
-        return v->u.s.ptr ? next : fail(ps, p, "out of memory");
-    }
+        v->u.s.ptr = p;
+        v->u.s.len = (size_t)(next - p);
+        *pending = PENDING_COPY;
+        return next;
     case 't':
     case 'f':
     case 'n':
+        *pending = PENDING_NONE;
         return skip_literal(ps, p, v);
     default:
+        *pending = PENDING_NONE;
         if (*p == '-' || (unsigned)(*p - '0') <= 9) {
-            const char *next = scan_number(p, end, v);
+            next = scan_number(p, end, v);
             return next ? next : fail(ps, p, "invalid number");
         }
         return describe(ps, p, "expected a value");
     }
+}
+
+/* One value at p (past whitespace), strings into b's arena (for paths). */
+static const char *parse_value(parser *ps, sluice_batch *b, const char *p, sluice_value *v)
+{
+    uint8_t pending = PENDING_NONE;
+    const char *next = member_value(ps, p, v, &pending);
+    if (!next || pending == PENDING_NONE)
+        return next;
+    if (pending == PENDING_COPY) {
+        v->u.s = sl_str(b, v->u.s.ptr, v->u.s.len);
+        return v->u.s.ptr ? next : fail(ps, p, "out of memory");
+    }
+    char *dst = sl_alloc(b, v->u.s.len + 1);
+    if (!dst)
+        return fail(ps, p, "out of memory");
+    size_t n = unescape_into(ps, v->u.s.ptr, v->u.s.len, dst);
+    dst[n] = '\0';
+    v->u.s.ptr = dst;
+    v->u.s.len = n;
+    return next;
 }
 
 int sl_json_decode(sl_json_decoder *d, sluice_batch *b, sluice_record *r,
@@ -738,6 +960,7 @@ int sl_json_decode(sl_json_decoder *d, sluice_batch *b, sluice_record *r,
     parser ps = {data, data + len, err, errlen};
     const char *end = ps.end;
     const char *p = skip_ws(data, end);
+    uint32_t index = 0, matched = 0, nfresh = 0;
     start_record(d);
 
     if (p >= end || *p != '{') {
@@ -748,33 +971,28 @@ int sl_json_decode(sl_json_decoder *d, sluice_batch *b, sluice_record *r,
     if (p < end && *p == '}') {
         p++;
     } else {
-        for (;;) {
+        for (;; index++) {
             if (p >= end || *p != '"') {
                 describe(&ps, p, "expected a string key");
                 return -1;
             }
-            const char *key_at = p, *key = NULL;
-            size_t klen = 0;
-            if (!(p = parse_key(&ps, d, p, &key, &klen)))
+            const char *key_at = p;
+            sluice_name name;
+            if (!(p = member_key(&ps, d, p, index, &matched, &nfresh, &name)))
                 return -1;
-            sluice_name name = cached_name(d, key, klen);
-            if (!name) {
-                fail(&ps, key_at, "too many distinct field names");
-                return -1;
-            }
             p = skip_ws(p, end);
             if (p >= end || *p != ':') {
                 describe(&ps, p, "expected ':'");
                 return -1;
             }
             p = skip_ws(p + 1, end);
-            sluice_value v;
-            if (!(p = parse_value(&ps, b, p, &v)))
-                return -1;
-            if (add_field(d, name, v) != 0) {
+            int64_t slot = slot_for(d, name);
+            if (slot < 0) {
                 fail(&ps, key_at, "out of memory");
                 return -1;
             }
+            if (!(p = member_value(&ps, p, &d->scratch[slot].value, &d->pending[slot])))
+                return -1;
             p = skip_ws(p, end);
             if (p < end && *p == ',') {
                 p = skip_ws(p + 1, end);
@@ -782,6 +1000,7 @@ int sl_json_decode(sl_json_decoder *d, sluice_batch *b, sluice_record *r,
             }
             if (p < end && *p == '}') {
                 p++;
+                index++;
                 break;
             }
             describe(&ps, p, "expected ',' or '}'");
@@ -793,10 +1012,12 @@ int sl_json_decode(sl_json_decoder *d, sluice_batch *b, sluice_record *r,
         fail(&ps, p, "trailing characters after the object");
         return -1;
     }
-    if (commit_fields(d, b, r) != 0) {
+    if (commit_fields(&ps, d, b, r) != 0) {
         fail(&ps, data, "out of memory");
         return -1;
     }
+    if (matched != index || matched != d->nexpect)
+        remember_keys(d, matched, nfresh);
     return 0;
 }
 
