@@ -16,5 +16,7 @@ const sluice_plugin_def *const sl_builtin_plugins[] = {
     &sl_plugin_console_sink,
     &sl_plugin_filter_operator,
     &sl_plugin_map_operator,
+    &sl_plugin_dedupe_operator,
+    &sl_plugin_join_operator,
     NULL,
 };
