@@ -130,9 +130,10 @@ void sl_status_finish(sl_status *s)
     }
     sl_runtime *rt = s->rt;
     double elapsed = (double)(sl_now_ns() - rt->started_ns) / 1e9;
-    uint64_t in = 0, out = 0, errors = 0;
+    uint64_t in = 0, out = 0, errors = 0, late = 0;
     for (size_t i = 0; i < rt->nstages; i++) {
         sluice_ctx *ctx = &rt->stages[i];
+        late += atomic_load(&ctx->records_late);
         if (ctx->cfg->kind == SLUICE_SOURCE)
             in += atomic_load(&ctx->records_out);
         if (ctx->cfg->kind == SLUICE_SINK)
@@ -140,9 +141,10 @@ void sl_status_finish(sl_status *s)
         errors += atomic_load(&ctx->errors);
     }
     sl_log(SLUICE_LOG_INFO, NULL,
-           "run ended after %.2fs: %llu records read, %llu written by sinks, %llu rejected",
+           "run ended after %.2fs: %llu records read, %llu written by sinks, %llu rejected, "
+           "%llu late",
            elapsed, (unsigned long long)in, (unsigned long long)out,
-           (unsigned long long)errors);
+           (unsigned long long)errors, (unsigned long long)late);
 }
 
 void sl_status_free(sl_status *s)
