@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "config.h"
 #include "graph.h"
 #include "loader.h"
@@ -250,7 +251,21 @@ static int cmd_graph(int argc, char **argv)
 
 /* ---- run ---------------------------------------------------------------- */
 
-static int wait_for_end(sl_runtime *rt, sl_status *status)
+/* A graceful stop: with checkpoints, a final one at which the sources stop
+ * (so a restart continues exactly there); without, the sources just stop. */
+static void drain(sl_runtime *rt, sl_checkpoint *cp)
+{
+    if (!cp || !sl_checkpoint_final(cp))
+        sl_runtime_stop(rt);
+}
+
+static bool shutdown_file_gone(const char *path)
+{
+    return path && access(path, F_OK) != 0 && errno == ENOENT;
+}
+
+static int wait_for_end(sl_runtime *rt, sl_status *status, sl_checkpoint *cp,
+                        const char *shutdown_file)
 {
     sigset_t set;
     sigemptyset(&set);
@@ -258,9 +273,13 @@ static int wait_for_end(sl_runtime *rt, sl_status *status)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGUSR1); /* the last stage thread ended */
     int signals = 0;
+    bool draining = false;
     int64_t next_tick = sl_now_ns() + 1000000000;
     while (!sl_runtime_done(rt)) {
-        struct timespec ts = {0, 250 * 1000 * 1000};
+        int64_t wait_ms = cp ? sl_checkpoint_tick(cp) : 250;
+        if (wait_ms > 250)
+            wait_ms = 250;
+        struct timespec ts = {wait_ms / 1000, (wait_ms % 1000) * 1000000};
         int sig = sigtimedwait(&set, NULL, &ts);
         if (sig == SIGINT || sig == SIGTERM) {
             if (++signals > 1) {
@@ -270,14 +289,60 @@ static int wait_for_end(sl_runtime *rt, sl_status *status)
             sl_log(SLUICE_LOG_INFO, NULL,
                    "%s: draining the pipeline (send it again to exit at once)",
                    sig == SIGINT ? "SIGINT" : "SIGTERM");
-            sl_runtime_stop(rt);
+            drain(rt, cp);
+            draining = true;
+        }
+        if (!draining && shutdown_file_gone(shutdown_file)) {
+            sl_log(SLUICE_LOG_INFO, NULL, "%s was removed: draining the pipeline",
+                   shutdown_file);
+            drain(rt, cp);
+            draining = true;
         }
         if (sl_now_ns() >= next_tick) {
             sl_status_tick(status);
             next_tick += 1000000000;
         }
     }
-    return sl_runtime_join(rt);
+    int rc = sl_runtime_join(rt);
+    if (cp)
+        sl_checkpoint_tick(cp); /* finish the final checkpoint: every stage has answered */
+    return rc;
+}
+
+/* Checkpoints on: restore the newest (or discard them with --from-scratch).
+ * -1 when the checkpoint does not fit the pipeline (message printed). */
+static int setup_checkpoints(sl_runtime *rt, const cli_opts *o, sl_checkpoint **out)
+{
+    *out = NULL;
+    const sl_pipeline_cfg *cfg = rt->cfg;
+    if (!cfg->checkpoints)
+        return 0;
+    sl_checkpoint_opts co = {cfg->checkpoint_dir, cfg->name, cfg->checkpoint_interval_ms,
+                             cfg->checkpoint_retain, cfg->events_log};
+    sl_checkpoint *cp = sl_checkpoint_new(rt, &co);
+    char err[2048] = "";
+    if (o->from_scratch ? sl_checkpoint_discard(cp) : sl_checkpoint_restore(cp, err, sizeof err)) {
+        fprintf(stderr, "sluice: %s\n", err);
+        sl_checkpoint_free(cp);
+        return -1;
+    }
+    rt->checkpoint = cp;
+    *out = cp;
+    return 0;
+}
+
+static void make_shutdown_file(const char *path)
+{
+    if (!path || access(path, F_OK) == 0)
+        return;
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fclose(f);
+        sl_log(SLUICE_LOG_INFO, NULL, "created %s: remove it to stop the run gracefully", path);
+    } else {
+        sl_log(SLUICE_LOG_WARN, NULL, "cannot create shutdown_file %s: %s", path,
+               strerror(errno));
+    }
 }
 
 static int cmd_run(int argc, char **argv)
@@ -304,17 +369,30 @@ static int cmd_run(int argc, char **argv)
         status = fail_config(&diag);
     } else {
         sl_diag_free(&diag);
-        sl_log(SLUICE_LOG_INFO, NULL, "pipeline '%s' starting: %zu stages", p.cfg->name,
-               p.cfg->nstages);
-        sl_runtime_notify_done(rt);
-        if (sl_runtime_start(rt) != 0) {
-            status = EXIT_RUNTIME;
+        sl_checkpoint *cp = NULL;
+        if (setup_checkpoints(rt, &o, &cp) != 0) {
+            status = EXIT_USAGE;
         } else {
-            sl_status *st = sl_status_new(rt, !o.quiet && isatty(STDERR_FILENO));
-            status = wait_for_end(rt, st) ? EXIT_RUNTIME : 0;
-            sl_status_finish(st);
-            sl_status_free(st);
+            sl_log(SLUICE_LOG_INFO, NULL, "pipeline '%s' starting: %zu stages", p.cfg->name,
+                   p.cfg->nstages);
+            sl_checkpoint_event(cp, "\"event\":\"run_started\"");
+            make_shutdown_file(p.cfg->shutdown_file);
+            sl_runtime_notify_done(rt);
+            if (sl_runtime_start(rt) != 0) {
+                status = EXIT_RUNTIME;
+            } else {
+                sl_status *st = sl_status_new(rt, !o.quiet && isatty(STDERR_FILENO));
+                status = wait_for_end(rt, st, cp, p.cfg->shutdown_file) ? EXIT_RUNTIME : 0;
+                sl_status_finish(st);
+                sl_status_free(st);
+            }
+            char ev[64];
+            snprintf(ev, sizeof ev, "\"event\":\"run_stopped\",\"status\":%d", status);
+            sl_checkpoint_event(cp, ev);
         }
+        sl_checkpoint_free(cp);
+        sl_runtime_free(rt);
+        rt = NULL;
     }
     sl_runtime_free(rt);
     pipeline_free(&p);

@@ -140,6 +140,10 @@ int sl_codec_header(sluice_codec *c, const char *line, size_t len, sluice_buf *o
 {
     if (c->format != CODEC_CSV)
         return SLUICE_OK;
+    if (!line && !out) {
+        c->header_done = true; /* the output already has its header */
+        return SLUICE_OK;
+    }
     if (line) {
         char err[256];
         if (sl_csv_read_header(c->csv, line, len, err, sizeof err) != 0)

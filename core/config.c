@@ -232,6 +232,7 @@ static void read_checkpoint(sl_pipeline_cfg *cfg, sl_diag *diag)
     const sl_node *ck = sl_node_get(cfg->root, "checkpoint"), *n;
     cfg->checkpoint_retain = DEFAULT_CHECKPOINT_RETAIN;
     cfg->checkpoint_interval_ms = 0;
+    cfg->checkpoints = ck != NULL;
     if (ck && !sl_node_is_null(ck) && ck->kind != SL_NODE_MAP) {
         sl_diag_add(diag, ck->line, ck->col, "checkpoint expects a mapping (dir, interval, "
                     "retain), got %s", ck->kind == SL_NODE_SEQ ? "a list" : "a plain value");
@@ -258,6 +259,20 @@ static void read_checkpoint(sl_pipeline_cfg *cfg, sl_diag *diag)
             sl_diag_add(diag, n->line, n->col, "checkpoint.retain expects a whole number "
                         "from 1, got '%s'", n->kind == SL_NODE_SCALAR ? n->value : "?");
     }
+}
+
+/* shutdown_file and events_log: plain paths, relative to the working
+ * directory like every other path a stage names. */
+static void read_paths(sl_pipeline_cfg *cfg, sl_diag *diag)
+{
+    const sl_node *n;
+    const char *v;
+    if ((n = sl_node_get(cfg->root, "shutdown_file")) &&
+        (v = want_scalar(n, "shutdown_file", "a file path", diag)))
+        cfg->shutdown_file = xstrdup(v);
+    if ((n = sl_node_get(cfg->root, "events_log")) &&
+        (v = want_scalar(n, "events_log", "a file path", diag)))
+        cfg->events_log = xstrdup(v);
 }
 
 static void read_metrics(sl_pipeline_cfg *cfg, sl_diag *diag)
@@ -406,6 +421,7 @@ sl_pipeline_cfg *sl_config_read(const char *file, const sl_override *ovr, size_t
                                 sl_diag *diag)
 {
     static const char *const top_keys[] = {"pipeline", "checkpoint", "metrics", "plugin_path",
+                                           "shutdown_file", "events_log",
                                            "sources", "operators", "sinks", NULL};
     if (!diag->file)
         diag->file = file;
@@ -428,6 +444,7 @@ sl_pipeline_cfg *sl_config_read(const char *file, const sl_override *ovr, size_t
     check_keys(root, top_keys, "top-level key", "", diag);
     read_pipeline_name(cfg, diag);
     read_checkpoint(cfg, diag);
+    read_paths(cfg, diag);
     read_metrics(cfg, diag);
     read_plugin_path(cfg, diag);
     size_t nsources = read_section(cfg, "sources", SLUICE_SOURCE, diag);
@@ -699,6 +716,8 @@ void sl_config_free(sl_pipeline_cfg *cfg)
         free(cfg->plugin_path[i]);
     free(cfg->plugin_path);
     free(cfg->checkpoint_dir);
+    free(cfg->shutdown_file);
+    free(cfg->events_log);
     free(cfg->metrics_listen);
     free(cfg->name);
     free(cfg->file);

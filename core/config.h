@@ -66,6 +66,9 @@ typedef struct sl_pipeline_cfg {
     char *checkpoint_dir;         /* default ./.sluice/checkpoints */
     int64_t checkpoint_interval_ms;
     int checkpoint_retain;        /* default 3 */
+    bool checkpoints;             /* a `checkpoint:` section is there */
+    char *shutdown_file;          /* drain when this file is removed; NULL: none */
+    char *events_log;             /* JSON lines of run and checkpoint events; NULL: none */
 
     char *metrics_listen;         /* NULL when absent or `listen: false`;
                                      `listen: true` = 127.0.0.1:9464 */

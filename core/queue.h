@@ -19,8 +19,10 @@
 typedef enum sl_item_kind {
     SL_ITEM_BATCH = 1,
     SL_ITEM_WATERMARK,
-    SL_ITEM_IDLE, /* this input is idle: do not wait for its watermark */
-    SL_ITEM_EOS   /* this input has ended */
+    SL_ITEM_IDLE,    /* this input is idle: do not wait for its watermark */
+    SL_ITEM_BARRIER, /* checkpoint barrier `epoch` */
+    SL_ITEM_COMMIT,  /* sinks: checkpoint `epoch` is complete */
+    SL_ITEM_EOS      /* this input has ended */
 } sl_item_kind;
 
 typedef struct sl_item {
@@ -28,6 +30,7 @@ typedef struct sl_item {
     unsigned input;
     sluice_batch *batch;   /* BATCH: one reference, owned by the item */
     int64_t watermark;     /* WATERMARK */
+    uint64_t epoch;        /* BARRIER, COMMIT */
     int64_t enqueued_ns;   /* for the scheduling-delay metric */
 } sl_item;
 

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "checkpoint.h"
 #include "loader.h"
 
 #define QUEUE_BATCHES 4 /* per stage: enough to overlap stages, small enough to bound memory */
@@ -215,12 +216,47 @@ int sl_stage_reject(sluice_ctx *ctx, const sluice_record *rec, sluice_str raw,
 
 /* ---- stage threads ---------------------------------------------------------- */
 
+static void take_snapshot(sluice_ctx *ctx, uint64_t epoch)
+{
+    void *blob = NULL;
+    size_t len = 0;
+    bool ok = !ctx->failed;
+    if (ok && ctx->def->snapshot) {
+        char err[1024] = "";
+        if (ctx->def->snapshot(ctx->self, epoch, &blob, &len, err, sizeof err) != SLUICE_OK) {
+            sl_log(SLUICE_LOG_ERROR, stage_name(ctx), "snapshot for checkpoint %llu failed: %s",
+                   (unsigned long long)epoch, err);
+            free(blob);
+            blob = NULL;
+            ok = false;
+        }
+    }
+    sl_checkpoint_ack(ctx->rt->checkpoint, (size_t)(ctx - ctx->rt->stages), epoch, blob, len, ok);
+}
+
+/* Sources: the position after everything emitted so far, then the
+ * barrier, in-band behind those records. */
+static void source_barrier(sluice_ctx *ctx, uint64_t epoch)
+{
+    sl_stage_flush_errors(ctx);
+    take_snapshot(ctx, epoch);
+    sl_item it = {.kind = SL_ITEM_BARRIER, .epoch = epoch};
+    push_all(ctx, &it);
+    ctx->barrier_done = epoch;
+}
+
 static void source_loop(sluice_ctx *ctx)
 {
     const sluice_plugin_def *d = ctx->def;
     char err[1024];
     bool exhausted = false;
     while (!stopping(ctx->rt)) {
+        uint64_t want = atomic_load(&ctx->barrier_request);
+        if (want > ctx->barrier_done) {
+            source_barrier(ctx, want);
+            if (want == atomic_load(&ctx->rt->final_epoch))
+                return; /* a graceful stop: nothing after the final barrier */
+        }
         err[0] = 0;
         int rc = d->poll(ctx->self, err, sizeof err);
         sl_stage_flush_errors(ctx);
@@ -239,8 +275,11 @@ static void source_loop(sluice_ctx *ctx)
         source_watermark(ctx); /* partitions may have gone idle */
     }
     /* Bounded input ran out: every event time has been seen. */
-    if (exhausted)
+    if (exhausted) {
         send_watermark(ctx, SLUICE_TIME_MAX);
+        if (ctx->rt->checkpoint)
+            take_snapshot(ctx, 0); /* its final position */
+    }
 }
 
 enum { INPUT_ACTIVE = 0, INPUT_IDLE, INPUT_ENDED };
@@ -305,6 +344,104 @@ static void handle_control(sluice_ctx *ctx, const sl_item *it)
     recompute_watermark(ctx);
 }
 
+/* ---- barriers ------------------------------------------------------------- */
+
+static uint64_t aligning_epoch(const sluice_ctx *ctx)
+{
+    uint64_t e = 0;
+    for (unsigned i = 0; i < ctx->ninputs; i++)
+        if (ctx->input_barrier[i] > e)
+            e = ctx->input_barrier[i];
+    return e;
+}
+
+/* An input that has delivered the barrier being aligned is held back. */
+static bool input_blocked(const sluice_ctx *ctx, unsigned k)
+{
+    uint64_t e = aligning_epoch(ctx);
+    if (e == ctx->barrier_done)
+        return false;
+    return ctx->input_barrier[k] == e;
+}
+
+static bool aligned(const sluice_ctx *ctx, uint64_t epoch)
+{
+    for (unsigned i = 0; i < ctx->ninputs; i++)
+        if (ctx->input_barrier[i] < epoch && ctx->input_state[i] != INPUT_ENDED)
+            return false;
+    return true;
+}
+
+static void stash(sluice_ctx *ctx, const sl_item *it)
+{
+    if (ctx->nstash == ctx->capstash) {
+        size_t n = ctx->capstash ? ctx->capstash * 2 : 16;
+        sl_item *ns = realloc(ctx->stash, n * sizeof *ns);
+        if (!ns)
+            abort(); /* cannot hold the input back nor drop it */
+        ctx->stash = ns;
+        ctx->capstash = n;
+    }
+    ctx->stash[ctx->nstash++] = *it;
+}
+
+/* Every input is at barrier `epoch`: snapshot (sinks first make their
+ * output durable) and pass the barrier on. */
+static void complete_barrier(sluice_ctx *ctx, uint64_t epoch)
+{
+    sl_stage_flush_errors(ctx);
+    if (ctx->cfg->kind == SLUICE_SINK && ctx->def->prepare && !ctx->failed) {
+        char err[1024] = "";
+        if (ctx->def->prepare(ctx->self, epoch, err, sizeof err) == SLUICE_ERROR)
+            stage_fail(ctx, "prepare failed", err);
+    }
+    take_snapshot(ctx, epoch);
+    ctx->barrier_done = epoch;
+    if (ctx->cfg->kind == SLUICE_OPERATOR) {
+        sl_item it = {.kind = SL_ITEM_BARRIER, .epoch = epoch};
+        push_all(ctx, &it);
+    }
+}
+
+static void dispatch(sluice_ctx *ctx, const sl_item *it);
+
+static void replay_stash(sluice_ctx *ctx)
+{
+    size_t n = ctx->nstash;
+    sl_item *held = ctx->stash;
+    ctx->stash = NULL;
+    ctx->nstash = ctx->capstash = 0;
+    for (size_t i = 0; i < n; i++)
+        dispatch(ctx, &held[i]);
+    free(held);
+}
+
+static void check_alignment(sluice_ctx *ctx)
+{
+    uint64_t e = aligning_epoch(ctx);
+    if (e > ctx->barrier_done && aligned(ctx, e)) {
+        complete_barrier(ctx, e);
+        replay_stash(ctx);
+    }
+}
+
+static void handle_barrier(sluice_ctx *ctx, const sl_item *it)
+{
+    if (it->input >= ctx->ninputs || it->epoch <= ctx->input_barrier[it->input])
+        return;
+    ctx->input_barrier[it->input] = it->epoch;
+    check_alignment(ctx);
+}
+
+static void handle_commit(sluice_ctx *ctx, const sl_item *it)
+{
+    if (!ctx->def->commit || ctx->failed)
+        return;
+    char err[1024] = "";
+    if (ctx->def->commit(ctx->self, it->epoch, err, sizeof err) == SLUICE_ERROR)
+        stage_fail(ctx, "commit failed", err);
+}
+
 /* Sinks may ask to be called again (a peer is briefly down): back off and
  * retry the same batch until it is written or the run is stopping. */
 static int write_batch(sluice_ctx *ctx, const sluice_batch *b, char *err, size_t errlen)
@@ -364,6 +501,33 @@ static void maybe_tick(sluice_ctx *ctx, int64_t *next_tick)
     sl_stage_flush_errors(ctx);
 }
 
+static void dispatch(sluice_ctx *ctx, const sl_item *it)
+{
+    if (it->kind != SL_ITEM_COMMIT && it->input < ctx->ninputs && input_blocked(ctx, it->input)) {
+        stash(ctx, it);
+        return;
+    }
+    switch (it->kind) {
+    case SL_ITEM_BATCH:
+        handle_batch(ctx, it);
+        break;
+    case SL_ITEM_WATERMARK:
+    case SL_ITEM_IDLE:
+        handle_control(ctx, it);
+        break;
+    case SL_ITEM_EOS:
+        handle_control(ctx, it);
+        check_alignment(ctx); /* an ended input no longer holds a barrier back */
+        break;
+    case SL_ITEM_BARRIER:
+        handle_barrier(ctx, it);
+        break;
+    case SL_ITEM_COMMIT:
+        handle_commit(ctx, it);
+        break;
+    }
+}
+
 static void consumer_loop(sluice_ctx *ctx)
 {
     int64_t next_tick = sl_wall_ms() + TICK_MS;
@@ -377,16 +541,7 @@ static void consumer_loop(sluice_ctx *ctx)
         } else {
             sl_queue_pop(ctx->queue, &it);
         }
-        switch (it.kind) {
-        case SL_ITEM_BATCH:
-            handle_batch(ctx, &it);
-            break;
-        case SL_ITEM_WATERMARK:
-        case SL_ITEM_IDLE:
-        case SL_ITEM_EOS:
-            handle_control(ctx, &it);
-            break;
-        }
+        dispatch(ctx, &it);
     }
     if (ctx->def->flush && !ctx->failed) {
         char err[1024] = "";
@@ -394,6 +549,8 @@ static void consumer_loop(sluice_ctx *ctx)
             stage_fail(ctx, "flush failed", err);
         sl_stage_flush_errors(ctx);
     }
+    if (ctx->rt->checkpoint)
+        take_snapshot(ctx, 0); /* its final state, for checkpoints after it ended */
 }
 
 static void *stage_thread(void *arg)
@@ -432,6 +589,7 @@ static void wire_stage(sl_runtime *rt, size_t i)
         ctx->queue = sl_queue_new(rt->queue_batches * (ctx->ninputs ? ctx->ninputs : 1));
     ctx->input_wm = calloc(ctx->ninputs ? ctx->ninputs : 1, sizeof *ctx->input_wm);
     ctx->input_state = calloc(ctx->ninputs ? ctx->ninputs : 1, sizeof *ctx->input_state);
+    ctx->input_barrier = calloc(ctx->ninputs ? ctx->ninputs : 1, sizeof *ctx->input_barrier);
     for (unsigned k = 0; k < ctx->ninputs; k++)
         ctx->input_wm[k] = SLUICE_TIME_NONE;
     ctx->wm = SLUICE_TIME_NONE;
@@ -519,6 +677,26 @@ void sl_runtime_notify_done(sl_runtime *rt)
     rt->wake_waiter = true;
 }
 
+void sl_runtime_barrier(sl_runtime *rt, uint64_t epoch, bool final)
+{
+    if (final)
+        atomic_store(&rt->final_epoch, epoch);
+    for (size_t i = 0; i < rt->nstages; i++)
+        if (rt->stages[i].cfg->kind == SLUICE_SOURCE)
+            atomic_store(&rt->stages[i].barrier_request, epoch);
+}
+
+void sl_runtime_commit(sl_runtime *rt, uint64_t epoch)
+{
+    for (size_t i = 0; i < rt->nstages; i++) {
+        sluice_ctx *ctx = &rt->stages[i];
+        if (ctx->cfg->kind != SLUICE_SINK || !ctx->def->commit || atomic_load(&ctx->finished))
+            continue;
+        sl_item it = {.kind = SL_ITEM_COMMIT, .epoch = epoch};
+        sl_queue_push(ctx->queue, &it);
+    }
+}
+
 void sl_runtime_stop(sl_runtime *rt)
 {
     atomic_store(&rt->stopping, 1);
@@ -555,6 +733,11 @@ void sl_runtime_free(sl_runtime *rt)
         free(ctx->outputs);
         free(ctx->input_wm);
         free(ctx->input_state);
+        free(ctx->input_barrier);
+        for (size_t k = 0; k < ctx->nstash; k++)
+            if (ctx->stash[k].kind == SL_ITEM_BATCH)
+                sl_batch_unref(ctx->stash[k].batch);
+        free(ctx->stash);
         sl_watermark_free(&ctx->source_wm);
     }
     free(rt->stages);

@@ -67,6 +67,15 @@ struct sluice_ctx {
     uint8_t *input_state; /* per input: INPUT_ACTIVE, INPUT_IDLE or INPUT_ENDED */
     int64_t wm;      /* the stage's input watermark (operators, sinks) */
 
+    /* Checkpoints. Sources: the barrier the coordinator asks for and the
+     * last one sent. Others: per input, the last barrier received, and the
+     * items held back from inputs already at the barrier being aligned. */
+    _Atomic uint64_t barrier_request;
+    uint64_t barrier_done;
+    uint64_t *input_barrier;
+    size_t nstash, capstash;
+    sl_item *stash;
+
     /* Sources: event time and watermark. */
     sluice_name time_field;
     sl_watermark source_wm;
@@ -100,6 +109,8 @@ struct sl_runtime {
     _Atomic int failed;
     _Atomic size_t running;
     int64_t started_ns;
+    struct sl_checkpoint *checkpoint; /* NULL: checkpoints off */
+    _Atomic uint64_t final_epoch;     /* sources stop at this barrier */
     /* Woken with SIGUSR1 (blocked everywhere, waited for by the caller)
      * when the last stage thread ends, so the end of a run is noticed at
      * once rather than at the next timeout. */
@@ -116,6 +127,10 @@ int sl_runtime_start(sl_runtime *rt);
 /* The calling thread gets SIGUSR1 when the last stage thread ends. */
 void sl_runtime_notify_done(sl_runtime *rt);
 void sl_runtime_stop(sl_runtime *rt);     /* async-signal-safe */
+/* Checkpoints: ask the sources for barrier `epoch`; final: stop after it. */
+void sl_runtime_barrier(sl_runtime *rt, uint64_t epoch, bool final);
+/* Tell the sinks checkpoint `epoch` is complete. */
+void sl_runtime_commit(sl_runtime *rt, uint64_t epoch);
 bool sl_runtime_done(sl_runtime *rt);     /* every stage thread has finished */
 int sl_runtime_join(sl_runtime *rt);      /* 0 ok, 1 a stage failed */
 void sl_runtime_free(sl_runtime *rt);     /* destroy() every plugin */

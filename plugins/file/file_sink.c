@@ -60,6 +60,7 @@ typedef struct file_sink {
     sluice_codec *codec;
     sluice_buf out;
     size_t flush_at;
+    int64_t restored_len; /* from a checkpoint: cut the file back to this; -1: none */
 } file_sink;
 
 static int sink_create(const sluice_host *host, sluice_ctx *ctx, const void *config,
@@ -89,6 +90,7 @@ static int sink_create(const sluice_host *host, sluice_ctx *ctx, const void *con
     s->cfg = cfg;
     s->fd = -1;
     s->flush_at = (size_t)cfg->buffer_size;
+    s->restored_len = -1;
     *self = s;
     return SLUICE_OK;
 }
@@ -100,12 +102,89 @@ static int sink_start(void *self, char *err, size_t errlen)
     s->codec = s->host->codec_new(s->ctx, names[s->cfg->format], err, errlen);
     if (!s->codec)
         return SLUICE_ERROR;
-    int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (s->cfg->append ? O_APPEND : O_TRUNC);
+    bool resume = s->restored_len >= 0;
+    int flags = O_WRONLY | O_CREAT | O_CLOEXEC;
+    if (resume || s->cfg->append)
+        flags |= O_APPEND;
+    else
+        flags |= O_TRUNC;
     s->fd = open(s->cfg->path, flags, 0644);
     if (s->fd < 0) {
         snprintf(err, errlen, "cannot open '%s' for writing: %s", s->cfg->path, strerror(errno));
         return SLUICE_ERROR;
     }
+    struct stat st;
+    if (fstat(s->fd, &st) != 0) {
+        snprintf(err, errlen, "cannot stat '%s': %s", s->cfg->path, strerror(errno));
+        return SLUICE_ERROR;
+    }
+    if (resume) {
+        /* Exactly once: what was written after the checkpoint is written
+         * again by this run, so cut it off first. */
+        if (st.st_size < s->restored_len) {
+            snprintf(err, errlen,
+                     "'%s' is %lld bytes, shorter than the %lld the checkpoint committed: "
+                     "output was lost; start with --from-scratch",
+                     s->cfg->path, (long long)st.st_size, (long long)s->restored_len);
+            return SLUICE_ERROR;
+        }
+        if (ftruncate(s->fd, s->restored_len) != 0) {
+            snprintf(err, errlen, "cannot cut '%s' back to %lld bytes: %s", s->cfg->path,
+                     (long long)s->restored_len, strerror(errno));
+            return SLUICE_ERROR;
+        }
+        st.st_size = s->restored_len;
+    }
+    /* A CSV file that already has rows has its header. */
+    if (st.st_size > 0)
+        s->host->codec_header(s->codec, NULL, 0, NULL);
+    return SLUICE_OK;
+}
+
+/* ---- Checkpoints: the committed length ------------------------------------ */
+
+#define SINK_STATE_MAGIC 0x534c4653u /* "SLFS" */
+
+
+static int sink_snapshot(void *self, uint64_t epoch, void **blob, size_t *len, char *err,
+                         size_t errlen)
+{
+    file_sink *s = self;
+    struct stat st;
+    if (s->fd < 0 || fstat(s->fd, &st) != 0) {
+        snprintf(err, errlen, "cannot stat '%s': %s", s->cfg->path, strerror(errno));
+        return SLUICE_ERROR;
+    }
+    uint32_t *b = malloc(16);
+    if (!b) {
+        snprintf(err, errlen, "out of memory");
+        return SLUICE_ERROR;
+    }
+    b[0] = SINK_STATE_MAGIC;
+    b[1] = 1; /* version */
+    uint64_t size = (uint64_t)st.st_size + s->out.len;
+    memcpy(&b[2], &size, sizeof size);
+    *blob = b;
+    *len = 16;
+    return SLUICE_OK;
+}
+
+static int sink_restore(void *self, const void *blob, size_t len, char *err, size_t errlen)
+{
+    file_sink *s = self;
+    uint32_t head[2];
+    uint64_t size;
+    if (len != 16) {
+        snprintf(err, errlen, "file sink state has %zu bytes, want 16", len);
+        return SLUICE_ERROR;
+    }
+    memcpy(head, blob, sizeof head);
+    memcpy(&size, (const char *)blob + 8, sizeof size);
+    if (head[0] != SINK_STATE_MAGIC || head[1] != 1 || size > INT64_MAX) {
+        snprintf(err, errlen, "file sink state is not in a format this version reads");
+        return SLUICE_ERROR;
+    }
+    s->restored_len = (int64_t)size;
     return SLUICE_OK;
 }
 
@@ -172,6 +251,13 @@ static int sink_flush(void *self, char *err, size_t errlen)
     return SLUICE_OK;
 }
 
+/* Before a checkpoint's snapshot: everything written so far is durable. */
+static int sink_prepare(void *self, uint64_t epoch, char *err, size_t errlen)
+{
+    (void)epoch;
+    return sink_flush(self, err, errlen);
+}
+
 static void sink_destroy(void *self)
 {
     file_sink *s = self;
@@ -206,4 +292,7 @@ const sluice_plugin_def sl_plugin_file_sink = {
     .destroy = sink_destroy,
     .write = sink_write,
     .flush = sink_flush,
+    .snapshot = sink_snapshot,
+    .restore = sink_restore,
+    .prepare = sink_prepare,
 };

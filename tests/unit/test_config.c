@@ -315,7 +315,7 @@ static void test_errors(void)
     expect("unknown top-level key",
            SOURCE SINK "sink:\n  x: 1\n",
            "p.yaml:9:1: unknown top-level key 'sink' (known: pipeline, checkpoint, metrics, "
-           "plugin_path, sources, operators, sinks)", NULL);
+           "plugin_path, shutdown_file, events_log, sources, operators, sinks)", NULL);
     expect("YAML syntax error",
            "sources:\n  logs:\n    type: file\n    path: [/x\n" SINK,
            "p.yaml:5:6: did not find expected ',' or ']' (while parsing a flow sequence "
@@ -443,7 +443,7 @@ static void test_all_collected(void)
            "    colour: red\n"
            "bogus: 1\n",
            "p.yaml:15:1: unknown top-level key 'bogus' (known: pipeline, checkpoint, metrics, "
-           "plugin_path, sources, operators, sinks)",
+           "plugin_path, shutdown_file, events_log, sources, operators, sinks)",
            "p.yaml:4:11: option 'rate' expects a number, got 'fast'",
            "p.yaml:5:13: option 'format' expects one of json, lines, csv, got 'xml'",
            "p.yaml:3:5: missing required option 'path'",

@@ -321,7 +321,9 @@ typedef struct sluice_host {
     void (*codec_free)(sluice_codec *c);
     int (*decode)(sluice_codec *c, sluice_batch *b, const char *data, size_t len);
     int (*encode)(sluice_codec *c, const sluice_record *r, sluice_buf *out);
-    /* CSV only: the header row to write first, or to read the names from. */
+    /* CSV only: feed the header line to read the names from; or, with
+     * line and out both NULL, say the output already has its header (a
+     * sink appending to an existing file). */
     int (*codec_header)(sluice_codec *c, const char *line, size_t len, sluice_buf *out);
     void (*buf_free)(sluice_buf *buf);
     int (*buf_append)(sluice_buf *buf, const char *p, size_t len);

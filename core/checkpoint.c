@@ -1,0 +1,641 @@
+/*
+ * checkpoint.c — the checkpoint coordinator, the on-disk format and
+ * restore; see checkpoint.h for the protocol.
+ *
+ * Writing is crash-safe by ordering: state files first (each fsynced), then
+ * MANIFEST through a temp file, fsync, rename, fsync of the folder. A crash
+ * at any point leaves either no MANIFEST (the folder is ignored and later
+ * deleted) or a complete checkpoint. Reading trusts nothing: the MANIFEST's
+ * own CRC, each state file's length and CRC.
+ */
+#include "checkpoint.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "json.h"
+#include "log.h"
+#include "runtime.h"
+
+#define MANIFEST "MANIFEST"
+#define FORMAT_VERSION 1
+
+/* ---- CRC-32 (IEEE), table-driven ------------------------------------------ */
+
+static uint32_t crc_table[256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[i] = c;
+    }
+}
+
+uint32_t sl_crc32(uint32_t crc, const void *data, size_t len)
+{
+    pthread_once(&crc_once, crc_init);
+    const unsigned char *p = data;
+    crc = ~crc;
+    while (len--)
+        crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+    return ~crc;
+}
+
+static void sl_buf_append_str(sluice_buf *b, const char *s)
+{
+    sl_buf_append(b, s, strlen(s));
+}
+
+/* ---- the coordinator --------------------------------------------------------- */
+
+typedef struct stage_state {
+    void *blob;        /* at the epoch in flight */
+    size_t len;
+    uint64_t epoch;    /* last epoch acknowledged */
+    bool ok;
+    bool ended;        /* its thread finished: final_blob stands for it */
+    bool final_ok;
+    void *final_blob;
+    size_t final_len;
+} stage_state;
+
+struct sl_checkpoint {
+    sl_runtime *rt;
+    char *root;           /* dir/pipeline */
+    int64_t interval_ms;
+    int retain;
+    FILE *events;
+    pthread_mutex_t lock;
+    stage_state *stages;
+    uint64_t epoch;       /* last started */
+    bool in_flight;
+    bool final_taken;
+    int64_t started_ns;   /* of the one in flight */
+    int64_t next_due_ms;
+};
+
+static int mkdir_p(const char *path)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    return mkdir(buf, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+sl_checkpoint *sl_checkpoint_new(sl_runtime *rt, const sl_checkpoint_opts *o)
+{
+    sl_checkpoint *cp = calloc(1, sizeof *cp);
+    cp->rt = rt;
+    size_t n = strlen(o->dir) + strlen(o->pipeline) + 2;
+    cp->root = malloc(n);
+    snprintf(cp->root, n, "%s/%s", o->dir, o->pipeline);
+    cp->interval_ms = o->interval_ms;
+    cp->retain = o->retain > 0 ? o->retain : 1;
+    pthread_mutex_init(&cp->lock, NULL);
+    cp->stages = calloc(rt->nstages ? rt->nstages : 1, sizeof *cp->stages);
+    if (o->events_log) {
+        cp->events = fopen(o->events_log, "a");
+        if (!cp->events)
+            sl_log(SLUICE_LOG_WARN, NULL, "cannot open events_log '%s': %s", o->events_log,
+                   strerror(errno));
+    }
+    cp->next_due_ms = sl_wall_ms() + o->interval_ms;
+    return cp;
+}
+
+void sl_checkpoint_free(sl_checkpoint *cp)
+{
+    if (!cp)
+        return;
+    for (size_t i = 0; i < cp->rt->nstages; i++) {
+        free(cp->stages[i].blob);
+        free(cp->stages[i].final_blob);
+    }
+    free(cp->stages);
+    if (cp->events)
+        fclose(cp->events);
+    pthread_mutex_destroy(&cp->lock);
+    free(cp->root);
+    free(cp);
+}
+
+void sl_checkpoint_event(sl_checkpoint *cp, const char *json_fields)
+{
+    if (!cp || !cp->events)
+        return;
+    char ts[48];
+    sl_format_iso8601(sl_wall_ms(), ts);
+    fprintf(cp->events, "{\"time\":\"%s\",%s}\n", ts, json_fields);
+    fflush(cp->events);
+}
+
+void sl_checkpoint_ack(sl_checkpoint *cp, size_t stage, uint64_t epoch, void *blob, size_t len,
+                       bool ok)
+{
+    if (!cp) {
+        free(blob);
+        return;
+    }
+    pthread_mutex_lock(&cp->lock);
+    stage_state *s = &cp->stages[stage];
+    if (epoch == 0) {
+        free(s->final_blob);
+        s->final_blob = blob;
+        s->final_len = len;
+        s->ended = true;
+        s->final_ok = ok;
+    } else {
+        free(s->blob);
+        s->blob = blob;
+        s->len = len;
+        s->epoch = epoch;
+        s->ok = ok;
+    }
+    pthread_mutex_unlock(&cp->lock);
+}
+
+bool sl_checkpoint_idle(sl_checkpoint *cp)
+{
+    pthread_mutex_lock(&cp->lock);
+    bool idle = !cp->in_flight;
+    pthread_mutex_unlock(&cp->lock);
+    return idle;
+}
+
+static void start_epoch(sl_checkpoint *cp, bool final)
+{
+    cp->epoch++;
+    cp->in_flight = true;
+    cp->started_ns = sl_now_ns();
+    char ev[128];
+    snprintf(ev, sizeof ev, "\"event\":\"checkpoint_started\",\"epoch\":%llu,\"final\":%s",
+             (unsigned long long)cp->epoch, final ? "true" : "false");
+    sl_checkpoint_event(cp, ev);
+    sl_runtime_barrier(cp->rt, cp->epoch, final);
+}
+
+bool sl_checkpoint_final(sl_checkpoint *cp)
+{
+    pthread_mutex_lock(&cp->lock);
+    bool can = !cp->final_taken;
+    cp->final_taken = true;
+    bool busy = cp->in_flight;
+    pthread_mutex_unlock(&cp->lock);
+    if (!can)
+        return false;
+    if (busy) {
+        /* Let the one in flight finish; the next tick starts the final one. */
+        return true;
+    }
+    start_epoch(cp, true);
+    return true;
+}
+
+/* ---- writing ---------------------------------------------------------------- */
+
+static int write_file(const char *path, const void *data, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    const char *p = data;
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            close(fd);
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    if (fsync(fd) != 0) {
+        close(fd);
+        return -1;
+    }
+    return close(fd);
+}
+
+static void fsync_dir(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+static int remove_tree(const char *path)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        char p[4096];
+        snprintf(p, sizeof p, "%s/%s", path, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    return rmdir(path);
+}
+
+/* Epoch numbers of chk-N folders under root, newest first. */
+static size_t list_epochs(const char *root, uint64_t **out)
+{
+    *out = NULL;
+    DIR *d = opendir(root);
+    if (!d)
+        return 0;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        unsigned long long v;
+        char tail;
+        if (sscanf(e->d_name, "chk-%llu%c", &v, &tail) != 1)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            *out = realloc(*out, cap * sizeof **out);
+        }
+        (*out)[n++] = v;
+    }
+    closedir(d);
+    for (size_t i = 1; i < n; i++) /* insertion sort, descending */
+        for (size_t j = i; j > 0 && (*out)[j - 1] < (*out)[j]; j--) {
+            uint64_t t = (*out)[j];
+            (*out)[j] = (*out)[j - 1];
+            (*out)[j - 1] = t;
+        }
+    return n;
+}
+
+static void apply_retention(sl_checkpoint *cp)
+{
+    uint64_t *epochs;
+    size_t n = list_epochs(cp->root, &epochs);
+    for (size_t i = (size_t)cp->retain; i < n; i++) {
+        char p[4096];
+        snprintf(p, sizeof p, "%s/chk-%llu", cp->root, (unsigned long long)epochs[i]);
+        remove_tree(p);
+    }
+    free(epochs);
+}
+
+/* The epoch's state, stage by stage: what it acknowledged for this epoch,
+ * or its final state when it ended before the barrier reached it. */
+static int write_checkpoint(sl_checkpoint *cp, uint64_t epoch, size_t *bytes)
+{
+    sl_runtime *rt = cp->rt;
+    char dir[4096], path[4200];
+    snprintf(dir, sizeof dir, "%s/chk-%llu", cp->root, (unsigned long long)epoch);
+    if (mkdir_p(dir) != 0) {
+        sl_log(SLUICE_LOG_ERROR, NULL, "checkpoint %llu: cannot create %s: %s",
+               (unsigned long long)epoch, dir, strerror(errno));
+        return -1;
+    }
+    sluice_buf m = {0};
+    char line[512];
+    snprintf(line, sizeof line, "sluice-checkpoint %d\npipeline %s\nepoch %llu\ncreated_ms %lld\n",
+             FORMAT_VERSION, rt->cfg->name, (unsigned long long)epoch,
+             (long long)sl_wall_ms());
+    sl_buf_append_str(&m, line);
+    *bytes = 0;
+    for (size_t i = 0; i < rt->nstages; i++) {
+        stage_state *s = &cp->stages[i];
+        const void *blob = s->epoch == epoch ? s->blob : s->final_blob;
+        size_t len = s->epoch == epoch ? s->len : s->final_len;
+        const sl_stage_cfg *st = &rt->cfg->stages[i];
+        if (!blob) {
+            snprintf(line, sizeof line, "stage %s %s - 0 0\n", st->name, st->type);
+        } else {
+            snprintf(path, sizeof path, "%s/%s.state", dir, st->name);
+            if (write_file(path, blob, len) != 0) {
+                sl_log(SLUICE_LOG_ERROR, NULL, "checkpoint %llu: cannot write %s: %s",
+                       (unsigned long long)epoch, path, strerror(errno));
+                free(m.data);
+                return -1;
+            }
+            *bytes += len;
+            snprintf(line, sizeof line, "stage %s %s %zu %08x\n", st->name, st->type, len,
+                     sl_crc32(0, blob, len));
+        }
+        sl_buf_append_str(&m, line);
+    }
+    snprintf(line, sizeof line, "crc %08x\n", sl_crc32(0, m.data, m.len));
+    sl_buf_append_str(&m, line);
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s/" MANIFEST ".tmp", dir);
+    snprintf(path, sizeof path, "%s/" MANIFEST, dir);
+    int rc = write_file(tmp, m.data, m.len);
+    *bytes += m.len;
+    free(m.data);
+    if (rc != 0 || rename(tmp, path) != 0) {
+        sl_log(SLUICE_LOG_ERROR, NULL, "checkpoint %llu: cannot write %s: %s",
+               (unsigned long long)epoch, path, strerror(errno));
+        return -1;
+    }
+    fsync_dir(dir);
+    fsync_dir(cp->root);
+    return 0;
+}
+
+/* Every stage has answered for the epoch in flight (or has ended). */
+static bool epoch_complete(sl_checkpoint *cp, bool *ok)
+{
+    *ok = true;
+    for (size_t i = 0; i < cp->rt->nstages; i++) {
+        stage_state *s = &cp->stages[i];
+        if (s->epoch == cp->epoch) {
+            if (!s->ok)
+                *ok = false;
+        } else if (!s->ended) {
+            return false;
+        } else if (!s->final_ok) {
+            *ok = false;
+        }
+    }
+    return true;
+}
+
+static void finish_epoch(sl_checkpoint *cp, bool ok)
+{
+    uint64_t epoch = cp->epoch;
+    double ms = (double)(sl_now_ns() - cp->started_ns) / 1e6;
+    size_t bytes = 0;
+    if (ok && write_checkpoint(cp, epoch, &bytes) == 0) {
+        sl_log(SLUICE_LOG_INFO, NULL, "checkpoint %llu completed in %.1f ms (%zu bytes)",
+               (unsigned long long)epoch, ms, bytes);
+        char ev[4096];
+        int n = snprintf(ev, sizeof ev,
+                         "\"event\":\"checkpoint_completed\",\"epoch\":%llu,"
+                         "\"duration_ms\":%.3f,\"bytes\":%zu,\"records\":{",
+                         (unsigned long long)epoch, ms, bytes);
+        for (size_t i = 0; i < cp->rt->nstages && n < (int)sizeof ev - 200; i++) {
+            sluice_ctx *ctx = &cp->rt->stages[i];
+            n += snprintf(ev + n, sizeof ev - n, "%s\"%s\":%llu", i ? "," : "", ctx->cfg->name,
+                          (unsigned long long)atomic_load(&ctx->records_out));
+        }
+        snprintf(ev + n, sizeof ev - n, "}");
+        sl_checkpoint_event(cp, ev);
+        sl_runtime_commit(cp->rt, epoch);
+        apply_retention(cp);
+    } else {
+        sl_log(SLUICE_LOG_WARN, NULL, "checkpoint %llu failed after %.1f ms",
+               (unsigned long long)epoch, ms);
+        char ev[128];
+        snprintf(ev, sizeof ev, "\"event\":\"checkpoint_failed\",\"epoch\":%llu",
+                 (unsigned long long)epoch);
+        sl_checkpoint_event(cp, ev);
+    }
+    cp->in_flight = false;
+}
+
+int64_t sl_checkpoint_tick(sl_checkpoint *cp)
+{
+    pthread_mutex_lock(&cp->lock);
+    bool ok;
+    if (cp->in_flight && epoch_complete(cp, &ok))
+        finish_epoch(cp, ok);
+    int64_t now = sl_wall_ms();
+    bool start_final = !cp->in_flight && cp->final_taken &&
+                       atomic_load(&cp->rt->final_epoch) == 0;
+    bool start_periodic = !cp->in_flight && !cp->final_taken && cp->interval_ms > 0 &&
+                          now >= cp->next_due_ms;
+    if (start_periodic)
+        cp->next_due_ms = now + cp->interval_ms;
+    pthread_mutex_unlock(&cp->lock);
+    if (start_final || start_periodic)
+        start_epoch(cp, start_final);
+    if (cp->in_flight)
+        return 5;
+    if (cp->interval_ms > 0 && !cp->final_taken) {
+        int64_t wait = cp->next_due_ms - sl_wall_ms();
+        return wait < 1 ? 1 : wait;
+    }
+    return 250;
+}
+
+/* ---- reading and restore -------------------------------------------------------- */
+
+static char *read_all(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    size_t cap = 0, n = 0;
+    for (;;) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 4096;
+            buf = realloc(buf, cap + 1);
+        }
+        size_t r = fread(buf + n, 1, cap - n, f);
+        n += r;
+        if (r == 0)
+            break;
+    }
+    fclose(f);
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+typedef struct manifest_stage {
+    char name[128], type[128];
+    size_t len;
+    uint32_t crc;
+    bool has_state;
+} manifest_stage;
+
+/* Parse and verify chk folder `dir`; 0, or -1 with why. */
+static int read_manifest(const char *dir, manifest_stage **stages, size_t *nstages,
+                         uint64_t *epoch, char *why, size_t whylen)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/" MANIFEST, dir);
+    size_t len;
+    char *text = read_all(path, &len);
+    *stages = NULL;
+    *nstages = 0;
+    if (!text) {
+        snprintf(why, whylen, "no %s (an unfinished checkpoint)", MANIFEST);
+        return -1;
+    }
+    char *crc_line = strstr(text, "\ncrc ");
+    unsigned crc;
+    if (!crc_line || sscanf(crc_line + 5, "%8x", &crc) != 1 ||
+        sl_crc32(0, text, (size_t)(crc_line + 1 - text)) != crc) {
+        snprintf(why, whylen, "%s is damaged (CRC mismatch or truncated)", MANIFEST);
+        free(text);
+        return -1;
+    }
+    int version = 0;
+    unsigned long long ep = 0;
+    char *save = NULL;
+    for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        if (sscanf(l, "sluice-checkpoint %d", &version) == 1)
+            continue;
+        if (sscanf(l, "epoch %llu", &ep) == 1)
+            continue;
+        if (strncmp(l, "stage ", 6) == 0) {
+            manifest_stage ms = {0};
+            char file[16];
+            if (sscanf(l, "stage %127s %127s %15s", ms.name, ms.type, file) != 3)
+                continue;
+            if (strcmp(file, "-") != 0) {
+                unsigned c;
+                if (sscanf(file, "%zu", &ms.len) != 1 ||
+                    sscanf(l + 6 + strlen(ms.name) + 1 + strlen(ms.type) + 1 + strlen(file),
+                           " %8x", &c) != 1)
+                    continue;
+                ms.crc = c;
+                ms.has_state = true;
+            }
+            *stages = realloc(*stages, (*nstages + 1) * sizeof **stages);
+            (*stages)[(*nstages)++] = ms;
+        }
+    }
+    free(text);
+    if (version != FORMAT_VERSION || ep == 0) {
+        snprintf(why, whylen, "%s has an unknown format", MANIFEST);
+        return -1;
+    }
+    *epoch = ep;
+    /* Every state file must be there, whole. */
+    for (size_t i = 0; i < *nstages; i++) {
+        if (!(*stages)[i].has_state)
+            continue;
+        snprintf(path, sizeof path, "%s/%s.state", dir, (*stages)[i].name);
+        size_t n;
+        char *blob = read_all(path, &n);
+        bool good = blob && n == (*stages)[i].len && sl_crc32(0, blob, n) == (*stages)[i].crc;
+        free(blob);
+        if (!good) {
+            snprintf(why, whylen, "state of stage '%s' is missing or damaged", (*stages)[i].name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int sl_checkpoint_restore(sl_checkpoint *cp, char *err, size_t errlen)
+{
+    sl_runtime *rt = cp->rt;
+    uint64_t *epochs;
+    size_t n = list_epochs(cp->root, &epochs);
+    int rc = 0;
+    for (size_t k = 0; k < n; k++) {
+        char dir[4096], why[512];
+        snprintf(dir, sizeof dir, "%s/chk-%llu", cp->root, (unsigned long long)epochs[k]);
+        manifest_stage *ms;
+        size_t nms;
+        uint64_t epoch;
+        if (read_manifest(dir, &ms, &nms, &epoch, why, sizeof why) != 0) {
+            sl_log(SLUICE_LOG_WARN, NULL, "skipping checkpoint %s: %s", dir, why);
+            free(ms);
+            continue;
+        }
+        /* The checkpoint must fit this pipeline: every stage with state
+         * still there, of the same type, able to restore. */
+        for (size_t i = 0; i < nms && rc == 0; i++) {
+            if (!ms[i].has_state)
+                continue;
+            size_t j = 0;
+            while (j < rt->nstages && strcmp(rt->cfg->stages[j].name, ms[i].name) != 0)
+                j++;
+            if (j == rt->nstages) {
+                snprintf(err, errlen,
+                         "checkpoint %s holds state of stage '%s', which the pipeline no longer "
+                         "has; use --from-scratch or remove %s",
+                         dir, ms[i].name, cp->root);
+                rc = -1;
+            } else if (strcmp(rt->cfg->stages[j].type, ms[i].type) != 0) {
+                snprintf(err, errlen,
+                         "checkpoint %s: stage '%s' was of type %s and is now %s, so its state "
+                         "cannot be restored; use --from-scratch or remove %s",
+                         dir, ms[i].name, ms[i].type, rt->cfg->stages[j].type, cp->root);
+                rc = -1;
+            }
+        }
+        for (size_t i = 0; i < nms && rc == 0; i++) {
+            if (!ms[i].has_state)
+                continue;
+            size_t j = 0;
+            while (strcmp(rt->cfg->stages[j].name, ms[i].name) != 0)
+                j++;
+            sluice_ctx *ctx = &rt->stages[j];
+            char path[4200];
+            snprintf(path, sizeof path, "%s/%s.state", dir, ms[i].name);
+            size_t len;
+            char *blob = read_all(path, &len);
+            char perr[1024] = "";
+            if (!ctx->def->restore ||
+                ctx->def->restore(ctx->self, blob, len, perr, sizeof perr) != SLUICE_OK) {
+                snprintf(err, errlen,
+                         "checkpoint %s: stage '%s' cannot restore its state: %s; use "
+                         "--from-scratch or remove %s",
+                         dir, ms[i].name, ctx->def->restore ? perr : "it keeps no state now",
+                         cp->root);
+                rc = -1;
+            }
+            free(blob);
+        }
+        free(ms);
+        if (rc == 0) {
+            /* Number on from the newest folder, damaged ones included, so
+             * new checkpoints are always the newest. */
+            cp->epoch = epochs[0] > epoch ? epochs[0] : epoch;
+            sl_log(SLUICE_LOG_INFO, NULL, "restored checkpoint %llu from %s",
+                   (unsigned long long)epoch, dir);
+            char ev[4500];
+            snprintf(ev, sizeof ev, "\"event\":\"restored\",\"epoch\":%llu,\"path\":\"%s\"",
+                     (unsigned long long)epoch, dir);
+            sl_checkpoint_event(cp, ev);
+        }
+        free(epochs);
+        return rc;
+    }
+    /* Nothing to restore: keep numbering after whatever folders exist. */
+    if (n)
+        cp->epoch = epochs[0];
+    free(epochs);
+    return 0;
+}
+
+int sl_checkpoint_discard(sl_checkpoint *cp)
+{
+    uint64_t *epochs;
+    size_t n = list_epochs(cp->root, &epochs);
+    for (size_t i = 0; i < n; i++) {
+        char p[4096];
+        snprintf(p, sizeof p, "%s/chk-%llu", cp->root, (unsigned long long)epochs[i]);
+        remove_tree(p);
+    }
+    free(epochs);
+    if (n)
+        sl_log(SLUICE_LOG_INFO, NULL, "--from-scratch: removed %zu checkpoint(s) from %s", n,
+               cp->root);
+    return 0;
+}
