@@ -83,6 +83,7 @@ struct sl_checkpoint {
     bool final_taken;
     int64_t started_ns;   /* of the one in flight */
     int64_t next_due_ms;
+    sl_checkpoint_stats stats;
 };
 
 static int mkdir_p(const char *path)
@@ -169,6 +170,13 @@ void sl_checkpoint_ack(sl_checkpoint *cp, size_t stage, uint64_t epoch, void *bl
         s->epoch = epoch;
         s->ok = ok;
     }
+    pthread_mutex_unlock(&cp->lock);
+}
+
+void sl_checkpoint_stats_get(sl_checkpoint *cp, sl_checkpoint_stats *out)
+{
+    pthread_mutex_lock(&cp->lock);
+    *out = cp->stats;
     pthread_mutex_unlock(&cp->lock);
 }
 
@@ -399,11 +407,17 @@ static void finish_epoch(sl_checkpoint *cp, bool ok)
         }
         snprintf(ev + n, sizeof ev - n, "}");
         sl_checkpoint_event(cp, ev);
+        cp->stats.completed++;
+        cp->stats.last_epoch = epoch;
+        cp->stats.last_duration_ms = ms;
+        cp->stats.last_bytes = bytes;
+        cp->stats.last_success_ms = sl_wall_ms();
         sl_runtime_commit(cp->rt, epoch);
         apply_retention(cp);
     } else {
         sl_log(SLUICE_LOG_WARN, NULL, "checkpoint %llu failed after %.1f ms",
                (unsigned long long)epoch, ms);
+        cp->stats.failed++;
         char ev[128];
         snprintf(ev, sizeof ev, "\"event\":\"checkpoint_failed\",\"epoch\":%llu",
                  (unsigned long long)epoch);

@@ -60,6 +60,17 @@ void sl_checkpoint_event(sl_checkpoint *cp, const char *json_fields);
 void sl_checkpoint_ack(sl_checkpoint *cp, size_t stage, uint64_t epoch, void *blob,
                        size_t len, bool ok);
 
+/* For the metrics layer and /status. */
+typedef struct sl_checkpoint_stats {
+    uint64_t completed, failed;
+    uint64_t last_epoch;
+    double last_duration_ms;
+    uint64_t last_bytes;
+    int64_t last_success_ms; /* wall clock; 0: never */
+} sl_checkpoint_stats;
+
+void sl_checkpoint_stats_get(sl_checkpoint *cp, sl_checkpoint_stats *out);
+
 uint32_t sl_crc32(uint32_t crc, const void *data, size_t len);
 
 #endif

@@ -419,7 +419,12 @@ static void replay_stash(sluice_ctx *ctx)
 static void check_alignment(sluice_ctx *ctx)
 {
     uint64_t e = aligning_epoch(ctx);
+    if (e > ctx->barrier_done && !ctx->align_started_ns)
+        ctx->align_started_ns = sl_now_ns();
     if (e > ctx->barrier_done && aligned(ctx, e)) {
+        atomic_fetch_add_explicit(&ctx->align_ns, sl_now_ns() - ctx->align_started_ns,
+                                  memory_order_relaxed);
+        ctx->align_started_ns = 0;
         complete_barrier(ctx, e);
         replay_stash(ctx);
     }

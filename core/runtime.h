@@ -73,6 +73,8 @@ struct sluice_ctx {
     _Atomic uint64_t barrier_request;
     uint64_t barrier_done;
     uint64_t *input_barrier;
+    int64_t align_started_ns;          /* first barrier of the epoch being aligned */
+    _Atomic int64_t align_ns;          /* total time inputs were held back */
     size_t nstash, capstash;
     sl_item *stash;
 
