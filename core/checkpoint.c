@@ -390,9 +390,10 @@ static bool epoch_complete(sl_checkpoint *cp, bool *ok)
 static void finish_epoch(sl_checkpoint *cp, bool ok)
 {
     uint64_t epoch = cp->epoch;
-    double ms = (double)(sl_now_ns() - cp->started_ns) / 1e6;
     size_t bytes = 0;
-    if (ok && write_checkpoint(cp, epoch, &bytes) == 0) {
+    int written = ok ? write_checkpoint(cp, epoch, &bytes) : -1;
+    double ms = (double)(sl_now_ns() - cp->started_ns) / 1e6; /* writing included */
+    if (written == 0) {
         sl_log(SLUICE_LOG_INFO, NULL, "checkpoint %llu completed in %.1f ms (%zu bytes)",
                (unsigned long long)epoch, ms, bytes);
         char ev[4096];

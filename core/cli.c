@@ -320,6 +320,7 @@ static int setup_checkpoints(sl_runtime *rt, const cli_opts *o, sl_checkpoint **
     sl_checkpoint_opts co = {cfg->checkpoint_dir, cfg->name, cfg->checkpoint_interval_ms,
                              cfg->checkpoint_retain, cfg->events_log};
     sl_checkpoint *cp = sl_checkpoint_new(rt, &co);
+    sl_checkpoint_event(cp, "\"event\":\"run_started\"");
     char err[2048] = "";
     if (o->from_scratch ? sl_checkpoint_discard(cp) : sl_checkpoint_restore(cp, err, sizeof err)) {
         fprintf(stderr, "sluice: %s\n", err);
@@ -375,7 +376,6 @@ static int cmd_run(int argc, char **argv)
         } else {
             sl_log(SLUICE_LOG_INFO, NULL, "pipeline '%s' starting: %zu stages", p.cfg->name,
                    p.cfg->nstages);
-            sl_checkpoint_event(cp, "\"event\":\"run_started\"");
             make_shutdown_file(p.cfg->shutdown_file);
             sl_runtime_notify_done(rt);
             if (sl_runtime_start(rt) != 0) {

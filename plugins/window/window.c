@@ -713,8 +713,10 @@ static int close_sliding(window_op *w, bool force, char *err, size_t errlen)
         if (rc != SLUICE_OK)
             break;
     }
-    memmove(w->wins, w->wins + closed, (w->nwins - closed) * sizeof *w->wins);
-    w->nwins -= closed;
+    if (closed) {
+        memmove(w->wins, w->wins + closed, (w->nwins - closed) * sizeof *w->wins);
+        w->nwins -= closed;
+    }
     return rc;
 }
 

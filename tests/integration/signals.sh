@@ -36,9 +36,11 @@ sources:
 sinks:
   out: {type: file, input: gen, path: $dir/stuck}
 YAML
-"$SLUICE" run --quiet "$dir/stuck.yaml" 2>"$dir/err2" &
+"$SLUICE" run "$dir/stuck.yaml" 2>"$dir/err2" &
 pid=$!
-sleep 0.5
+# Signal only once sluice itself runs (not the libtool wrapper before it).
+wait_for 20 grep -q "starting" "$dir/err2" || diag "sluice did not start"
+sleep 0.3
 kill -TERM $pid
 sleep 0.3
 kill -0 $pid 2>/dev/null
