@@ -10,9 +10,7 @@ RSS_BOUND_KIB=$((64 * 1024))   # the bound the README states
 # AddressSanitizer's shadow memory and quarantine multiply RSS; a sanitizer
 # build is held to a looser bound that still fails if memory grows with the
 # input (5M records held in memory would be well over 1 GiB).
-real=$BUILDDIR/.libs/sluice
-[ -x "$real" ] || real=$SLUICE
-if ldd "$real" 2>/dev/null | grep -q libasan; then
+if sanitized_build; then
     RSS_BOUND_KIB=$((384 * 1024))
     diag "sanitizer build: RSS bound raised to 384 MiB"
 fi

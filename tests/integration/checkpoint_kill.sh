@@ -41,6 +41,7 @@ require_cmd python3 || done_testing
 T=$(tmpdir)
 cd "$T" || bail_out "cannot cd to $T"   # a run may leave .sluice/ behind
 RUN_TIMEOUT=120                        # seconds one run may take at most
+sanitized_build && RUN_TIMEOUT=900   # ASan runs batch_size 1 many times slower
 
 KILL_SEED=${KILL_SEED:-$$}
 RANDOM=$KILL_SEED

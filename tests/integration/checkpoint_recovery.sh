@@ -30,6 +30,7 @@ T=$(tmpdir)
 cd "$T" || bail_out "cannot cd to $T"   # a run may leave .sluice/ behind
 TIMEOUT=15        # seconds a wait for output may take
 RUN_TIMEOUT=120   # seconds one whole run may take
+sanitized_build && RUN_TIMEOUT=900   # ASan runs batch_size 1 many times slower
 
 # ---- helpers ----------------------------------------------------------------------
 lines_in() { if [ -f "$1" ]; then wc -l <"$1"; else echo 0; fi; }

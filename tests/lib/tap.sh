@@ -21,6 +21,7 @@
 #   require_cmd X               a FAILED test point "X not installed" when X is
 #                               missing (tests never skip), and status 1
 #   bg_kill_all                 end this shell's background jobs (runs at exit)
+#   sanitized_build             true when $SLUICE is an AddressSanitizer build
 #
 # Environment, as set by Makefile.am's AM_TESTS_ENVIRONMENT, with defaults
 # so a test runs by hand from anywhere: SRCDIR (repo root, from this file's
@@ -125,6 +126,15 @@ require_cmd() {
     fail "$1 not installed"
     diag "install it (scripts/setup does) — tests do not skip"
     return 1
+}
+
+# sanitized_build: true when $SLUICE was built with AddressSanitizer, which
+# makes it several times slower and bigger: tests scale their time and
+# memory bounds, never their checks.
+sanitized_build() {
+    local real=$BUILDDIR/.libs/sluice
+    [ -x "$real" ] || real=$SLUICE
+    ldd "$real" 2>/dev/null | grep -q libasan
 }
 
 bg_kill_all() {
