@@ -152,7 +152,6 @@ window_yaml "$T/window.yaml" "$T/window.out" "$T/window-late.out" "$CHECKPOINT"
 
 # ---- helpers ----------------------------------------------------------------------
 now_ms() { echo $(( ${EPOCHREALTIME/./} / 1000 )); }
-lines_in() { if [ -f "$1" ]; then wc -l <"$1"; else echo 0; fi; }
 
 # Gone, or a zombie not yet reaped: kill -0 alone says yes to a zombie.
 # Epochs of the checkpoints in DIR/PIPELINE with a MANIFEST, oldest first.
@@ -161,36 +160,6 @@ valid_epochs() {
     for n in $(ls -d "$1"/chk-* 2>/dev/null | sed 's/.*chk-//' | sort -n); do
         [ -f "$1/chk-$n/MANIFEST" ] && echo "$n"
     done
-}
-
-exited() { [ ! -e "/proc/$1" ] || grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null; }
-
-# wait_exit PID: the exit status of PID; 124 (after a SIGKILL) when it runs
-# longer than RUN_TIMEOUT.
-wait_exit() {
-    if ! wait_for "$RUN_TIMEOUT" exited "$1"; then
-        kill -9 "$1" 2>/dev/null
-        wait "$1" 2>/dev/null
-        return 124
-    fi
-    wait "$1"
-}
-
-# same_lines DESC GOT WANT: the files hold the same lines, counted with
-# multiplicity; on failure, what is missing, extra and duplicated.
-same_lines() {
-    local desc=$1 got=$2 want=$3
-    LC_ALL=C sort "$got" >"$got.sorted"
-    LC_ALL=C sort "$want" >"$want.sorted"
-    if cmp -s "$got.sorted" "$want.sorted"; then pass "$desc"; return 0; fi
-    fail "$desc"
-    diag "got $(lines_in "$got") lines, want $(lines_in "$want")"
-    diag "missing: $(LC_ALL=C comm -13 "$got.sorted" "$want.sorted" | wc -l)," \
-         "extra or duplicated: $(LC_ALL=C comm -23 "$got.sorted" "$want.sorted" | wc -l)," \
-         "distinct lines seen more than once: $(uniq -d "$got.sorted" | wc -l)"
-    diag "diff (sorted, first 20 lines):"
-    diag "$(diff "$got.sorted" "$want.sorted" | head -20)"
-    return 1
 }
 
 # kill_restart NAME YAML OUT: start `sluice run YAML`, SIGKILL it a random

@@ -33,35 +33,7 @@ RUN_TIMEOUT=120   # seconds one whole run may take
 sanitized_build && RUN_TIMEOUT=900   # ASan runs batch_size 1 many times slower
 
 # ---- helpers ----------------------------------------------------------------------
-lines_in() { if [ -f "$1" ]; then wc -l <"$1"; else echo 0; fi; }
 has_lines() { [ "$(lines_in "$1")" -ge "$2" ]; }
-exited() { [ ! -e "/proc/$1" ] || grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null; }
-
-# wait_exit PID: its exit status; 124 (after a SIGKILL) past RUN_TIMEOUT.
-wait_exit() {
-    if ! wait_for "$RUN_TIMEOUT" exited "$1"; then
-        kill -9 "$1" 2>/dev/null
-        wait "$1" 2>/dev/null
-        return 124
-    fi
-    wait "$1"
-}
-
-# same_lines DESC GOT WANT: the same lines with multiplicity, any order.
-same_lines() {
-    local desc=$1 got=$2 want=$3
-    LC_ALL=C sort "$got" >"$got.sorted"
-    LC_ALL=C sort "$want" >"$want.sorted"
-    if cmp -s "$got.sorted" "$want.sorted"; then pass "$desc"; return 0; fi
-    fail "$desc"
-    diag "got $(lines_in "$got") lines, want $(lines_in "$want")"
-    diag "missing: $(LC_ALL=C comm -13 "$got.sorted" "$want.sorted" | wc -l)," \
-         "extra or duplicated: $(LC_ALL=C comm -23 "$got.sorted" "$want.sorted" | wc -l)"
-    diag "diff (sorted, first 20 lines):"
-    diag "$(diff "$got.sorted" "$want.sorted" | head -20)"
-    return 1
-}
-
 # Checkpoint folders of DIR/PIPELINE: epochs, oldest first; with a MANIFEST.
 epochs() { ls -d "$1"/chk-* 2>/dev/null | sed 's/.*chk-//' | sort -n; }
 valid_epochs() { local n; for n in $(epochs "$1"); do [ -f "$1/chk-$n/MANIFEST" ] && echo "$n"; done; }

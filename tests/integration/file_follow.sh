@@ -14,7 +14,6 @@ require_cmd jq || done_testing
 T=$(tmpdir)
 TIMEOUT=10
 
-lines_in() { [ -f "$1" ] && wc -l <"$1" || echo 0; }
 has_lines() { [ "$(lines_in "$1")" -ge "$2" ]; }
 messages() { jq -r .message "$1" | tr '\n' ' '; }
 last_is() { [ "$(jq -r .message "$T/follow.out" | tail -1)" = "$1" ]; }

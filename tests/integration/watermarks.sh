@@ -24,7 +24,6 @@ TIMEOUT=10
 W0=2024-03-15T12:00
 
 rec() { printf '{"ts":"%s:%06.3fZ","v":%s}\n' "$W0" "$1" "$2"; }
-lines_in() { [ -f "$1" ] && wc -l <"$1" || echo 0; }
 has_lines() { [ "$(lines_in "$1")" -ge "$2" ]; }
 # rows_of FILE START_SECOND: the rows of the window starting then, as "n/s" words
 rows_of() { [ -f "$1" ] && jq -r --arg s "$W0:$(printf %02d "$2").000Z" \

@@ -22,6 +22,9 @@
 #                               missing (tests never skip), and status 1
 #   bg_kill_all                 end this shell's background jobs (runs at exit)
 #   sanitized_build             true when $SLUICE is an AddressSanitizer build
+#   lines_in FILE               its line count (0 when missing)
+#   wait_exit PID               its exit status; 124 after RUN_TIMEOUT (a SIGKILL)
+#   same_lines DESC GOT WANT    the files hold the same lines, any order
 #
 # Environment, as set by Makefile.am's AM_TESTS_ENVIRONMENT, with defaults
 # so a test runs by hand from anywhere: SRCDIR (repo root, from this file's
@@ -151,6 +154,41 @@ bg_kill_all() {
     kill -9 $pids 2>/dev/null
     wait 2>/dev/null
     return 0
+}
+
+# ---- runs and outputs (shared by the checkpoint tests) -----------------------
+
+# lines_in FILE: its line count, 0 when it does not exist.
+lines_in() { if [ -f "$1" ]; then wc -l <"$1"; else echo 0; fi; }
+
+exited() { [ ! -e "/proc/$1" ] || grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null; }
+
+# wait_exit PID: the exit status of PID; 124 (after a SIGKILL) when it runs
+# longer than RUN_TIMEOUT (default 120 s).
+wait_exit() {
+    if ! wait_for "${RUN_TIMEOUT:-120}" exited "$1"; then
+        kill -9 "$1" 2>/dev/null
+        wait "$1" 2>/dev/null
+        return 124
+    fi
+    wait "$1"
+}
+
+# same_lines DESC GOT WANT: the files hold the same lines, counted with
+# multiplicity; on failure, what is missing, extra and duplicated.
+same_lines() {
+    local desc=$1 got=$2 want=$3
+    LC_ALL=C sort "$got" >"$got.sorted"
+    LC_ALL=C sort "$want" >"$want.sorted"
+    if cmp -s "$got.sorted" "$want.sorted"; then pass "$desc"; return 0; fi
+    fail "$desc"
+    diag "got $(lines_in "$got") lines, want $(lines_in "$want")"
+    diag "missing: $(LC_ALL=C comm -13 "$got.sorted" "$want.sorted" | wc -l)," \
+         "extra or duplicated: $(LC_ALL=C comm -23 "$got.sorted" "$want.sorted" | wc -l)," \
+         "distinct lines seen more than once: $(uniq -d "$got.sorted" | wc -l)"
+    diag "diff (sorted, first 20 lines):"
+    diag "$(diff "$got.sorted" "$want.sorted" | head -20)"
+    return 1
 }
 
 _tap_cleanup() {
