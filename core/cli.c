@@ -18,6 +18,7 @@
 #include "checkpoint.h"
 #include "config.h"
 #include "graph.h"
+#include "http.h"
 #include "loader.h"
 #include "log.h"
 #include "runtime.h"
@@ -332,6 +333,29 @@ static int setup_checkpoints(sl_runtime *rt, const cli_opts *o, sl_checkpoint **
     return 0;
 }
 
+/* The metrics endpoint binds before the stages start, so a busy port stops
+ * the run before any input is read or output written. */
+static int start_metrics(sl_runtime *rt, sl_http **out)
+{
+    *out = NULL;
+    const char *addr = rt->cfg->metrics_listen;
+    if (!addr)
+        return 0;
+    char err[512];
+    sl_http *h = sl_http_start(rt, addr, err, sizeof err);
+    if (!h) {
+        sl_log(SLUICE_LOG_ERROR, NULL, "%s", err);
+        return -1;
+    }
+    char host[256];
+    const char *colon = strrchr(addr, ':');
+    size_t hl = colon ? (size_t)(colon - addr) : strlen(addr);
+    snprintf(host, sizeof host, "%.*s", (int)hl, addr);
+    sl_log(SLUICE_LOG_INFO, NULL, "metrics on http://%s:%u/metrics", host, sl_http_port(h));
+    *out = h;
+    return 0;
+}
+
 static void make_shutdown_file(const char *path)
 {
     if (!path || access(path, F_OK) == 0)
@@ -378,7 +402,8 @@ static int cmd_run(int argc, char **argv)
                    p.cfg->nstages);
             make_shutdown_file(p.cfg->shutdown_file);
             sl_runtime_notify_done(rt);
-            if (sl_runtime_start(rt) != 0) {
+            sl_http *http = NULL;
+            if (start_metrics(rt, &http) != 0 || sl_runtime_start(rt) != 0) {
                 status = EXIT_RUNTIME;
             } else {
                 sl_status *st = sl_status_new(rt, !o.quiet && isatty(STDERR_FILENO));
@@ -386,6 +411,7 @@ static int cmd_run(int argc, char **argv)
                 sl_status_finish(st);
                 sl_status_free(st);
             }
+            sl_http_stop(http);
             char ev[64];
             snprintf(ev, sizeof ev, "\"event\":\"run_stopped\",\"status\":%d", status);
             sl_checkpoint_event(cp, ev);
