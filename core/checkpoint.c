@@ -180,14 +180,6 @@ void sl_checkpoint_stats_get(sl_checkpoint *cp, sl_checkpoint_stats *out)
     pthread_mutex_unlock(&cp->lock);
 }
 
-bool sl_checkpoint_idle(sl_checkpoint *cp)
-{
-    pthread_mutex_lock(&cp->lock);
-    bool idle = !cp->in_flight;
-    pthread_mutex_unlock(&cp->lock);
-    return idle;
-}
-
 static void start_epoch(sl_checkpoint *cp, bool final)
 {
     cp->epoch++;

@@ -50,8 +50,6 @@ int64_t sl_checkpoint_tick(sl_checkpoint *cp);
 /* The final checkpoint of a graceful stop: sources stop at its barrier.
  * false when none can be taken (one is already final). */
 bool sl_checkpoint_final(sl_checkpoint *cp);
-/* No checkpoint in flight. */
-bool sl_checkpoint_idle(sl_checkpoint *cp);
 void sl_checkpoint_event(sl_checkpoint *cp, const char *json_fields);
 
 /* Stage threads: the state of stage `stage` at barrier `epoch` (blob is
