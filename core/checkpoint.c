@@ -81,6 +81,7 @@ struct sl_checkpoint {
     uint64_t epoch;       /* last started */
     bool in_flight;
     bool final_taken;
+    _Atomic bool requested; /* a source asked for one now (checkpoint_now) */
     int64_t started_ns;   /* of the one in flight */
     int64_t next_due_ms;
     sl_checkpoint_stats stats;
@@ -171,6 +172,16 @@ void sl_checkpoint_ack(sl_checkpoint *cp, size_t stage, uint64_t epoch, void *bl
         s->ok = ok;
     }
     pthread_mutex_unlock(&cp->lock);
+}
+
+void sl_checkpoint_request(sl_checkpoint *cp)
+{
+    atomic_store(&cp->requested, true);
+}
+
+int64_t sl_checkpoint_interval(const sl_checkpoint *cp)
+{
+    return cp->interval_ms;
 }
 
 void sl_checkpoint_stats_get(sl_checkpoint *cp, sl_checkpoint_stats *out)
@@ -407,10 +418,17 @@ static void finish_epoch(sl_checkpoint *cp, bool ok)
         cp->stats.last_success_ms = sl_wall_ms();
         sl_runtime_commit(cp->rt, epoch);
         apply_retention(cp);
+        if (atomic_load(&cp->rt->final_epoch) == epoch)
+            sl_runtime_outcomes_over(cp->rt);
     } else {
         sl_log(SLUICE_LOG_WARN, NULL, "checkpoint %llu failed after %.1f ms",
                (unsigned long long)epoch, ms);
         cp->stats.failed++;
+        cp->stats.last_failed_epoch = epoch;
+        if (atomic_load(&cp->rt->final_epoch) == epoch) {
+            sl_runtime_abort(cp->rt, epoch);
+            sl_runtime_outcomes_over(cp->rt);
+        }
         char ev[128];
         snprintf(ev, sizeof ev, "\"event\":\"checkpoint_failed\",\"epoch\":%llu",
                  (unsigned long long)epoch);
@@ -428,9 +446,10 @@ int64_t sl_checkpoint_tick(sl_checkpoint *cp)
     int64_t now = sl_wall_ms();
     bool start_final = !cp->in_flight && cp->final_taken &&
                        atomic_load(&cp->rt->final_epoch) == 0;
-    bool start_periodic = !cp->in_flight && !cp->final_taken && cp->interval_ms > 0 &&
-                          now >= cp->next_due_ms;
-    if (start_periodic)
+    bool asked = !cp->in_flight && !cp->final_taken && atomic_exchange(&cp->requested, false);
+    bool start_periodic = asked || (!cp->in_flight && !cp->final_taken && cp->interval_ms > 0 &&
+                                    now >= cp->next_due_ms);
+    if (start_periodic && cp->interval_ms > 0)
         cp->next_due_ms = now + cp->interval_ms;
     pthread_mutex_unlock(&cp->lock);
     if (start_final || start_periodic)

@@ -51,6 +51,10 @@ int64_t sl_checkpoint_tick(sl_checkpoint *cp);
  * false when none can be taken (one is already final). */
 bool sl_checkpoint_final(sl_checkpoint *cp);
 void sl_checkpoint_event(sl_checkpoint *cp, const char *json_fields);
+/* Any thread: start a checkpoint at the next tick (one already in flight
+ * finishes first). The caller wakes the main thread. */
+void sl_checkpoint_request(sl_checkpoint *cp);
+int64_t sl_checkpoint_interval(const sl_checkpoint *cp);
 
 /* Stage threads: the state of stage `stage` at barrier `epoch` (blob is
  * malloc()ed, ownership moves; NULL for none), or its final state when it
@@ -61,7 +65,8 @@ void sl_checkpoint_ack(sl_checkpoint *cp, size_t stage, uint64_t epoch, void *bl
 /* For the metrics layer and /status. */
 typedef struct sl_checkpoint_stats {
     uint64_t completed, failed;
-    uint64_t last_epoch;
+    uint64_t last_epoch;        /* of the newest completed one */
+    uint64_t last_failed_epoch; /* of the newest failed one */
     double last_duration_ms;
     uint64_t last_bytes;
     int64_t last_success_ms; /* wall clock; 0: never */

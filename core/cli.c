@@ -293,6 +293,14 @@ static int wait_for_end(sl_runtime *rt, sl_status *status, sl_checkpoint *cp,
             drain(rt, cp);
             draining = true;
         }
+        if (cp && !draining && sl_runtime_sources_done(rt)) {
+            /* Bounded input ran out: a final checkpoint records the end, so
+             * a restart does not read it again and transactional sinks
+             * commit their last records. */
+            if (!sl_checkpoint_final(cp))
+                sl_runtime_outcomes_over(rt);
+            draining = true;
+        }
         if (!draining && shutdown_file_gone(shutdown_file)) {
             sl_log(SLUICE_LOG_INFO, NULL, "%s was removed: draining the pipeline",
                    shutdown_file);

@@ -211,6 +211,17 @@ void sl_watermark_done(sl_watermark *w, size_t partition)
     }
 }
 
+void sl_watermark_open(sl_watermark *w, size_t partition, int64_t now_ns)
+{
+    sl_partition_wm *pw = part(w, partition, now_ns);
+    if (pw) {
+        pw->done = false;
+        pw->last_ns = now_ns;
+        if (pw->max_seen == SLUICE_TIME_MAX)
+            pw->max_seen = SLUICE_TIME_NONE; /* "finished empty" no longer holds */
+    }
+}
+
 void sl_watermark_observe(sl_watermark *w, size_t partition, int64_t t, int64_t now_ns)
 {
     sl_partition_wm *pw = partition < w->nparts && !w->parts[partition].done

@@ -59,6 +59,9 @@ void sl_watermark_free(sl_watermark *w);
 /* The source has partitions 0..n-1 (more may appear later). */
 void sl_watermark_declare(sl_watermark *w, size_t n, int64_t now_ns);
 void sl_watermark_done(sl_watermark *w, size_t partition);
+/* A partition is the source's (again), e.g. a Kafka partition assigned
+ * back: it holds the watermark until it produces or goes idle. */
+void sl_watermark_open(sl_watermark *w, size_t partition, int64_t now_ns);
 void sl_watermark_observe(sl_watermark *w, size_t partition, int64_t t, int64_t now_ns);
 /* Whether the watermark moved forward or the source went idle since the
  * last call. */

@@ -13,6 +13,8 @@
 #include "expr.h"
 #include "json.h"
 #include "loader.h"
+#include "metrics.h"
+#include "registry.h"
 #include "runtime.h"
 
 static void host_log(sluice_ctx *ctx, sluice_log_level level, const char *fmt, ...)
@@ -148,6 +150,38 @@ static void host_partition_done(sluice_ctx *ctx, uint32_t partition)
     sl_watermark_done(&ctx->source_wm, partition);
 }
 
+/* ---- 1.2 ---- */
+
+static void host_partition_open(sluice_ctx *ctx, uint32_t partition)
+{
+    sl_watermark_open(&ctx->source_wm, partition, sl_now_ns());
+}
+
+static int64_t host_checkpoint_interval(sluice_ctx *ctx)
+{
+    const sl_pipeline_cfg *cfg = ctx->rt->cfg;
+    return cfg->checkpoints ? cfg->checkpoint_interval_ms : -1;
+}
+
+static const char *host_pipeline_name(sluice_ctx *ctx)
+{
+    return ctx->rt->cfg->name;
+}
+
+static sluice_metric *host_metric_new(sluice_ctx *ctx, const char *name,
+                                      sluice_metric_type type, const char *help,
+                                      const char *const *labels)
+{
+    const char *why = "";
+    sluice_metric *m = sl_registry_family(ctx->rt->registry, ctx->rt->cfg->name, ctx->cfg->name,
+                                          sl_metrics_kind_name(ctx->cfg->kind), name, type,
+                                          help, labels, &why);
+    if (!m)
+        sl_log(SLUICE_LOG_WARN, ctx->cfg->name, "metric %s is not kept: %s",
+               name ? name : "(null)", why);
+    return m;
+}
+
 const sluice_host sl_host = {
     .abi_major = SLUICE_ABI_MAJOR,
     .abi_minor = SLUICE_ABI_MINOR,
@@ -185,4 +219,12 @@ const sluice_host sl_host = {
     .count_late = host_count_late,
     .partitions = host_partitions,
     .partition_done = host_partition_done,
+    .partition_open = host_partition_open,
+    .checkpoint_now = sl_runtime_checkpoint_now,
+    .checkpoint_interval = host_checkpoint_interval,
+    .pipeline_name = host_pipeline_name,
+    .metric_new = host_metric_new,
+    .metric_series = sl_registry_series,
+    .series_add = sl_registry_add,
+    .series_set = sl_registry_set,
 };

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "registry.h"
 
 typedef struct render {
     sluice_buf *out;
@@ -417,6 +418,8 @@ int sl_metrics_render(sl_runtime *rt, sluice_buf *out)
     nanos_total(&r, rt, "sluice_checkpoint_alignment_seconds_total",
                 "Time inputs were held back aligning checkpoint barriers.", true);
     checkpoints(&r, rt);
+    if (!r.err && sl_registry_render(rt->registry, out) != 0)
+        r.err = -1;
     process_metrics(&r);
     return r.err;
 }

@@ -22,6 +22,7 @@ typedef enum sl_item_kind {
     SL_ITEM_IDLE,    /* this input is idle: do not wait for its watermark */
     SL_ITEM_BARRIER, /* checkpoint barrier `epoch` */
     SL_ITEM_COMMIT,  /* sinks: checkpoint `epoch` is complete */
+    SL_ITEM_ABORT,   /* sinks: checkpoint `epoch` will never complete (run ending) */
     SL_ITEM_EOS      /* this input has ended */
 } sl_item_kind;
 

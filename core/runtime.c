@@ -13,6 +13,7 @@
 
 #include "checkpoint.h"
 #include "loader.h"
+#include "registry.h"
 
 #define QUEUE_BATCHES 4 /* per stage: enough to overlap stages, small enough to bound memory */
 
@@ -245,6 +246,72 @@ static void source_barrier(sluice_ctx *ctx, uint64_t epoch)
     ctx->barrier_done = epoch;
 }
 
+/* Sources: a completed checkpoint the coordinator told us of. */
+static void source_commit(sluice_ctx *ctx)
+{
+    uint64_t want = atomic_load(&ctx->commit_request);
+    if (want <= ctx->outcome_epoch)
+        return;
+    ctx->outcome_epoch = want;
+    if (!ctx->def->commit || ctx->failed)
+        return;
+    char err[1024] = "";
+    if (ctx->def->commit(ctx->self, want, err, sizeof err) == SLUICE_ERROR)
+        stage_fail(ctx, "commit failed", err);
+    sl_stage_flush_errors(ctx);
+}
+
+static bool past_final_barrier(const sluice_ctx *ctx)
+{
+    uint64_t final = atomic_load(&ctx->rt->final_epoch);
+    return final && ctx->barrier_done >= final;
+}
+
+int sl_runtime_checkpoint_now(sluice_ctx *ctx, int64_t timeout_ms, char *err, size_t errlen)
+{
+    sl_runtime *rt = ctx->rt;
+    if (!rt->checkpoint || ctx->cfg->kind != SLUICE_SOURCE) {
+        snprintf(err, errlen, "%s", rt->checkpoint ? "only sources can ask for a checkpoint"
+                                                   : "checkpoints are off");
+        return SLUICE_RETRY;
+    }
+    int64_t deadline = sl_now_ns() + timeout_ms * 1000000;
+    uint64_t target = 0;
+    sl_checkpoint_request(rt->checkpoint);
+    if (rt->wake_waiter)
+        pthread_kill(rt->waiter, SIGUSR1);
+    for (;;) {
+        /* Our own barrier is taken here, on our thread: its snapshot covers
+         * everything emitted before this call. */
+        uint64_t want = atomic_load(&ctx->barrier_request);
+        if (want > ctx->barrier_done) {
+            source_barrier(ctx, want);
+            target = want;
+        }
+        if (target) {
+            sl_checkpoint_stats st;
+            sl_checkpoint_stats_get(rt->checkpoint, &st);
+            if (st.last_epoch >= target)
+                return SLUICE_OK;
+            if (st.last_failed_epoch >= target) {
+                snprintf(err, errlen, "checkpoint %llu failed", (unsigned long long)target);
+                return SLUICE_ERROR;
+            }
+        }
+        if (stopping(rt) || atomic_load(&rt->outcomes_over)) {
+            snprintf(err, errlen, "the run is stopping");
+            return SLUICE_RETRY;
+        }
+        if (sl_now_ns() >= deadline) {
+            snprintf(err, errlen, "no checkpoint completed within %lld ms",
+                     (long long)timeout_ms);
+            return SLUICE_RETRY;
+        }
+        struct timespec ts = {0, 2 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 static void source_loop(sluice_ctx *ctx)
 {
     const sluice_plugin_def *d = ctx->def;
@@ -252,11 +319,11 @@ static void source_loop(sluice_ctx *ctx)
     bool exhausted = false;
     while (!stopping(ctx->rt)) {
         uint64_t want = atomic_load(&ctx->barrier_request);
-        if (want > ctx->barrier_done) {
+        if (want > ctx->barrier_done)
             source_barrier(ctx, want);
-            if (want == atomic_load(&ctx->rt->final_epoch))
-                return; /* a graceful stop: nothing after the final barrier */
-        }
+        if (past_final_barrier(ctx))
+            return; /* a graceful stop: nothing after the final barrier */
+        source_commit(ctx);
         err[0] = 0;
         int rc = d->poll(ctx->self, err, sizeof err);
         sl_stage_flush_errors(ctx);
@@ -273,6 +340,8 @@ static void source_loop(sluice_ctx *ctx)
             nanosleep(&ts, NULL);
         }
         source_watermark(ctx); /* partitions may have gone idle */
+        if (past_final_barrier(ctx))
+            return; /* poll() took the final barrier (checkpoint_now) */
     }
     /* Bounded input ran out: every event time has been seen. */
     if (exhausted) {
@@ -438,13 +507,19 @@ static void handle_barrier(sluice_ctx *ctx, const sl_item *it)
     check_alignment(ctx);
 }
 
-static void handle_commit(sluice_ctx *ctx, const sl_item *it)
+/* A checkpoint's outcome: commit (it completed) or abort (the final one
+ * failed). */
+static void handle_outcome(sluice_ctx *ctx, const sl_item *it)
 {
-    if (!ctx->def->commit || ctx->failed)
+    if (it->epoch > ctx->outcome_epoch)
+        ctx->outcome_epoch = it->epoch;
+    bool commit = it->kind == SL_ITEM_COMMIT;
+    int (*fn)(void *, uint64_t, char *, size_t) = commit ? ctx->def->commit : ctx->def->abort;
+    if (!fn || ctx->failed)
         return;
     char err[1024] = "";
-    if (ctx->def->commit(ctx->self, it->epoch, err, sizeof err) == SLUICE_ERROR)
-        stage_fail(ctx, "commit failed", err);
+    if (fn(ctx->self, it->epoch, err, sizeof err) == SLUICE_ERROR)
+        stage_fail(ctx, commit ? "commit failed" : "abort failed", err);
 }
 
 /* Sinks may ask to be called again (a peer is briefly down): back off and
@@ -508,7 +583,8 @@ static void maybe_tick(sluice_ctx *ctx, int64_t *next_tick)
 
 static void dispatch(sluice_ctx *ctx, const sl_item *it)
 {
-    if (it->kind != SL_ITEM_COMMIT && it->input < ctx->ninputs && input_blocked(ctx, it->input)) {
+    bool outcome = it->kind == SL_ITEM_COMMIT || it->kind == SL_ITEM_ABORT;
+    if (!outcome && it->input < ctx->ninputs && input_blocked(ctx, it->input)) {
         stash(ctx, it);
         return;
     }
@@ -528,7 +604,8 @@ static void dispatch(sluice_ctx *ctx, const sl_item *it)
         handle_barrier(ctx, it);
         break;
     case SL_ITEM_COMMIT:
-        handle_commit(ctx, it);
+    case SL_ITEM_ABORT:
+        handle_outcome(ctx, it);
         break;
     }
 }
@@ -558,6 +635,44 @@ static void consumer_loop(sluice_ctx *ctx)
         take_snapshot(ctx, 0); /* its final state, for checkpoints after it ended */
 }
 
+/* A stage that takes part in commits (a transactional sink, a source that
+ * reports its offsets) stays until the final checkpoint's outcome reaches
+ * it, so a graceful stop or the end of bounded input is committed too. */
+static bool outcome_pending(sluice_ctx *ctx)
+{
+    sl_runtime *rt = ctx->rt;
+    if (!rt->checkpoint || !ctx->def->commit || ctx->failed ||
+        ctx->cfg->kind == SLUICE_OPERATOR)
+        return false;
+    if (atomic_load(&rt->outcomes_over) || atomic_load(&rt->failed))
+        return false;
+    uint64_t final = atomic_load(&rt->final_epoch);
+    return final == 0 || ctx->outcome_epoch < final;
+}
+
+static void await_final_outcome(sluice_ctx *ctx)
+{
+    for (;;) {
+        /* Read "over" before draining: an outcome sent before the
+         * coordinator declared the end is still handled. */
+        bool over = !outcome_pending(ctx);
+        sl_item it;
+        if (ctx->cfg->kind == SLUICE_SOURCE)
+            source_commit(ctx);
+        else
+            while (sl_queue_pop_wait(ctx->queue, &it, 0))
+                dispatch(ctx, &it);
+        if (over || !outcome_pending(ctx))
+            return;
+        if (ctx->cfg->kind == SLUICE_SOURCE) {
+            struct timespec ts = {0, 5 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        } else if (sl_queue_pop_wait(ctx->queue, &it, 50)) {
+            dispatch(ctx, &it);
+        }
+    }
+}
+
 static void *stage_thread(void *arg)
 {
     sluice_ctx *ctx = arg;
@@ -567,6 +682,8 @@ static void *stage_thread(void *arg)
         consumer_loop(ctx);
     sl_stage_flush_errors(ctx);
     send_eos(ctx);
+    atomic_store(&ctx->ended, true);
+    await_final_outcome(ctx);
     atomic_store(&ctx->finished, true);
     if (atomic_fetch_sub(&ctx->rt->running, 1) == 1 && ctx->rt->wake_waiter)
         pthread_kill(ctx->rt->waiter, SIGUSR1);
@@ -607,6 +724,7 @@ sl_runtime *sl_runtime_new(sl_pipeline_cfg *cfg, sl_graph *graph, sl_diag *diag)
     rt->graph = graph;
     rt->nstages = cfg->nstages;
     rt->queue_batches = QUEUE_BATCHES;
+    rt->registry = sl_registry_new();
     rt->stages = calloc(cfg->nstages ? cfg->nstages : 1, sizeof *rt->stages);
     sluice_name n_error = sl_intern("error", 5), n_stage = sl_intern("stage", 5),
                 n_raw = sl_intern("raw", 3);
@@ -691,15 +809,44 @@ void sl_runtime_barrier(sl_runtime *rt, uint64_t epoch, bool final)
             atomic_store(&rt->stages[i].barrier_request, epoch);
 }
 
-void sl_runtime_commit(sl_runtime *rt, uint64_t epoch)
+static void send_outcome(sl_runtime *rt, sl_item_kind kind, uint64_t epoch)
 {
     for (size_t i = 0; i < rt->nstages; i++) {
         sluice_ctx *ctx = &rt->stages[i];
-        if (ctx->cfg->kind != SLUICE_SINK || !ctx->def->commit || atomic_load(&ctx->finished))
+        if (atomic_load(&ctx->finished))
             continue;
-        sl_item it = {.kind = SL_ITEM_COMMIT, .epoch = epoch};
-        sl_queue_push(ctx->queue, &it);
+        if (ctx->cfg->kind == SLUICE_SOURCE) {
+            if (kind == SL_ITEM_COMMIT && ctx->def->commit)
+                atomic_store(&ctx->commit_request, epoch);
+        } else if (ctx->cfg->kind == SLUICE_SINK &&
+                   (kind == SL_ITEM_COMMIT ? ctx->def->commit : ctx->def->abort)) {
+            sl_item it = {.kind = kind, .epoch = epoch};
+            sl_queue_push(ctx->queue, &it);
+        }
     }
+}
+
+void sl_runtime_commit(sl_runtime *rt, uint64_t epoch)
+{
+    send_outcome(rt, SL_ITEM_COMMIT, epoch);
+}
+
+void sl_runtime_abort(sl_runtime *rt, uint64_t epoch)
+{
+    send_outcome(rt, SL_ITEM_ABORT, epoch);
+}
+
+void sl_runtime_outcomes_over(sl_runtime *rt)
+{
+    atomic_store(&rt->outcomes_over, true);
+}
+
+bool sl_runtime_sources_done(sl_runtime *rt)
+{
+    for (size_t i = 0; i < rt->nstages; i++)
+        if (rt->stages[i].cfg->kind == SLUICE_SOURCE && !atomic_load(&rt->stages[i].ended))
+            return false;
+    return true;
 }
 
 void sl_runtime_stop(sl_runtime *rt)
@@ -746,5 +893,6 @@ void sl_runtime_free(sl_runtime *rt)
         sl_watermark_free(&ctx->source_wm);
     }
     free(rt->stages);
+    sl_registry_free(rt->registry);
     free(rt);
 }

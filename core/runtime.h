@@ -73,6 +73,10 @@ struct sluice_ctx {
     _Atomic uint64_t barrier_request;
     uint64_t barrier_done;
     uint64_t *input_barrier;
+    /* The newest checkpoint outcome this stage has been told of (commit or
+     * abort), and for sources the commit the coordinator asks them for. */
+    uint64_t outcome_epoch;
+    _Atomic uint64_t commit_request;
     int64_t align_started_ns;          /* first barrier of the epoch being aligned */
     _Atomic int64_t align_ns;          /* total time inputs were held back */
     size_t nstash, capstash;
@@ -97,6 +101,7 @@ struct sluice_ctx {
 
     pthread_t thread;
     bool thread_started;
+    _Atomic bool ended;    /* its loop is over (it may still await a commit) */
     _Atomic bool finished;
     bool failed;
 };
@@ -113,6 +118,10 @@ struct sl_runtime {
     int64_t started_ns;
     struct sl_checkpoint *checkpoint; /* NULL: checkpoints off */
     _Atomic uint64_t final_epoch;     /* sources stop at this barrier */
+    /* No checkpoint outcome will come any more (the final one finished or
+     * none can be taken): stages waiting for one at their end stop waiting. */
+    _Atomic bool outcomes_over;
+    struct sl_registry *registry;     /* metrics plugins define */
     /* Woken with SIGUSR1 (blocked everywhere, waited for by the caller)
      * when the last stage thread ends, so the end of a run is noticed at
      * once rather than at the next timeout. */
@@ -131,8 +140,16 @@ void sl_runtime_notify_done(sl_runtime *rt);
 void sl_runtime_stop(sl_runtime *rt);     /* async-signal-safe */
 /* Checkpoints: ask the sources for barrier `epoch`; final: stop after it. */
 void sl_runtime_barrier(sl_runtime *rt, uint64_t epoch, bool final);
-/* Tell the sinks checkpoint `epoch` is complete. */
+/* Tell sinks and sources checkpoint `epoch` is complete. */
 void sl_runtime_commit(sl_runtime *rt, uint64_t epoch);
+/* The final checkpoint `epoch` failed: sinks discard what they prepared. */
+void sl_runtime_abort(sl_runtime *rt, uint64_t epoch);
+/* No checkpoint outcome will come any more. */
+void sl_runtime_outcomes_over(sl_runtime *rt);
+/* Every source has finished (bounded input ran out, or it failed). */
+bool sl_runtime_sources_done(sl_runtime *rt);
+/* host->checkpoint_now (host.c): on a source's thread. */
+int sl_runtime_checkpoint_now(sluice_ctx *ctx, int64_t timeout_ms, char *err, size_t errlen);
 bool sl_runtime_done(sl_runtime *rt);     /* every stage thread has finished */
 int sl_runtime_join(sl_runtime *rt);      /* 0 ok, 1 a stage failed */
 void sl_runtime_free(sl_runtime *rt);     /* destroy() every plugin */

@@ -15,7 +15,9 @@
 #      with exit 2, a message naming the stage and suggesting --from-scratch,
 #      and the output file left as it was;
 #   g) events_log: JSON lines run_started, checkpoint_started/_completed
-#      (epoch, duration_ms, bytes, records), restored, run_stopped.
+#      (epoch, duration_ms, bytes, records), restored, run_stopped;
+#   h) bounded input running out takes a final checkpoint at its end, so a
+#      second run of the same pipeline reads nothing again.
 #
 # Every wait polls with a timeout (wait_for); a run that hangs is killed
 # after RUN_TIMEOUT and reported. Stage names are distinctive (feed, pick,
@@ -281,5 +283,20 @@ numbered 1 400 >"$T/sd.want"
 jq -c . "$T/sd.out" >"$T/sd.out.c" 2>&1
 same_lines "shutdown_file: the output is complete, each line once" "$T/sd.out.c" "$T/sd.want"
 like "$(cat "$T/sd.err")" "checkpoint [0-9]+ completed" "shutdown_file: a final checkpoint, as for SIGTERM"
+
+# ---- h) the end of bounded input is checkpointed ------------------------------------
+bounded_yaml ends "$T/ends.out" "{dir: $T/ck, interval: 1h}" "events_log: $T/ends.events"
+"$SLUICE" run "$T/ends.yaml" >"$T/ends.err" 2>&1
+is "$?" 0 "bounded end: the run exits 0"
+jq -c . "$T/ends.out" >"$T/ends.out.c"
+same_lines "bounded end: the output is complete" "$T/ends.out.c" "$T/access.want"
+is "$(jq -c 'select(.event == "checkpoint_started") | .final' "$T/ends.events" | tail -1)" "true" \
+    "bounded end: with interval 1h, the one checkpoint taken is a final one at the end"
+is "$(jq -c 'select(.event == "checkpoint_completed")' "$T/ends.events" | wc -l | tr -d ' ')" 1 \
+    "bounded end: and it completed"
+"$SLUICE" run "$T/ends.yaml" >"$T/ends2.err" 2>&1
+is "$?" 0 "bounded end: a second run exits 0"
+jq -c . "$T/ends.out" >"$T/ends.out.c"
+same_lines "bounded end: the second run read nothing again" "$T/ends.out.c" "$T/access.want"
 
 done_testing

@@ -103,10 +103,34 @@ static void test_partitions(void)
     sl_watermark_free(&w);
 }
 
+/* Kafka partitions come and go with rebalances. */
+static void test_reopen(void)
+{
+    sl_watermark w;
+    int64_t wm;
+    sl_watermark_init(&w, 0, 0);
+    sl_watermark_declare(&w, 2, 0);
+    sl_watermark_observe(&w, 0, 100, 0);
+    sl_watermark_observe(&w, 1, 200, 0);
+    ok(sl_watermark_poll(&w, 0, &wm) == SL_WM_ADVANCED && wm == 100, "two partitions: the min");
+    sl_watermark_done(&w, 0); /* revoked */
+    ok(sl_watermark_poll(&w, 0, &wm) == SL_WM_ADVANCED && wm == 200,
+       "a revoked partition no longer holds the watermark");
+    sl_watermark_open(&w, 0, 0); /* assigned back */
+    sl_watermark_observe(&w, 1, 300, 0);
+    is_int(sl_watermark_poll(&w, 0, &wm), SL_WM_SAME,
+           "a partition assigned back holds the watermark again");
+    sl_watermark_observe(&w, 0, 250, 0);
+    ok(sl_watermark_poll(&w, 0, &wm) == SL_WM_ADVANCED && wm == 250,
+       "and counts again once it produces");
+    sl_watermark_free(&w);
+}
+
 int main(void)
 {
     test_parse();
     test_single_partition();
     test_partitions();
+    test_reopen();
     return tap_done();
 }

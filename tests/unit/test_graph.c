@@ -14,12 +14,18 @@ static int create(const sluice_host *h, sluice_ctx *c, const void *cfg, void **s
 }
 
 static const sluice_option no_options[] = {{.name = NULL}};
-static const sluice_plugin_def src = {SLUICE_ABI_MAJOR, SLUICE_ABI_MINOR, sizeof(sluice_plugin_def),
-                                      "gen", SLUICE_SOURCE, "1", "", NULL, 8, no_options, create};
-static const sluice_plugin_def op = {SLUICE_ABI_MAJOR, SLUICE_ABI_MINOR, sizeof(sluice_plugin_def),
-                                     "op", SLUICE_OPERATOR, "1", "", NULL, 8, no_options, create};
-static const sluice_plugin_def snk = {SLUICE_ABI_MAJOR, SLUICE_ABI_MINOR, sizeof(sluice_plugin_def),
-                                      "out", SLUICE_SINK, "1", "", NULL, 8, no_options, create};
+static const sluice_plugin_def src = {.abi_major = SLUICE_ABI_MAJOR,
+    .abi_minor = SLUICE_ABI_MINOR, .size = sizeof(sluice_plugin_def), .name = "gen",
+    .kind = SLUICE_SOURCE, .version = "1", .description = "", .config_size = 8,
+    .options = no_options, .create = create};
+static const sluice_plugin_def op = {.abi_major = SLUICE_ABI_MAJOR,
+    .abi_minor = SLUICE_ABI_MINOR, .size = sizeof(sluice_plugin_def), .name = "op",
+    .kind = SLUICE_OPERATOR, .version = "1", .description = "", .config_size = 8,
+    .options = no_options, .create = create};
+static const sluice_plugin_def snk = {.abi_major = SLUICE_ABI_MAJOR,
+    .abi_minor = SLUICE_ABI_MINOR, .size = sizeof(sluice_plugin_def), .name = "out",
+    .kind = SLUICE_SINK, .version = "1", .description = "", .config_size = 8,
+    .options = no_options, .create = create};
 
 static const sluice_plugin_def *lookup(void *ctx, const char *type, sluice_kind kind, char *err,
                                        size_t n)

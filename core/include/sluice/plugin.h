@@ -34,6 +34,9 @@
  *   1.0  first version.
  *   1.1  sluice_plugin_def.on_tick (periodic call for processing-time work);
  *        sluice_host.state_size, count_late, partitions, partition_done.
+ *   1.2  commit() also reaches sources (on their own thread, between polls);
+ *        sluice_host.partition_open, checkpoint_now, checkpoint_interval,
+ *        pipeline_name, metric_new, metric_series, series_add, series_set.
  *
  * Ownership, in one place
  *   - Strings in the descriptor and option table: owned by the plugin, must
@@ -68,7 +71,7 @@ extern "C" {
 #endif
 
 #define SLUICE_ABI_MAJOR 1
-#define SLUICE_ABI_MINOR 1
+#define SLUICE_ABI_MINOR 2
 
 /* Return codes of every callback and of host functions that can fail. */
 typedef enum sluice_status {
@@ -239,6 +242,13 @@ typedef struct sluice_option {
 /* ---- The host table ---------------------------------------------------- */
 
 typedef struct sluice_ctx sluice_ctx;     /* one per stage instance, core-owned */
+typedef struct sluice_metric sluice_metric; /* a metric family a plugin defines (1.2) */
+typedef struct sluice_series sluice_series; /* one labelled series of it (1.2) */
+
+typedef enum sluice_metric_type {
+    SLUICE_COUNTER = 1, /* only goes up; the name should end in _total */
+    SLUICE_GAUGE = 2
+} sluice_metric_type;
 typedef struct sluice_codec sluice_codec; /* a decoder/encoder for one format */
 typedef struct sluice_expr sluice_expr;   /* a compiled Lua expression */
 
@@ -358,6 +368,44 @@ typedef struct sluice_host {
      * has ended (a file read to its end), so it no longer does. */
     void (*partitions)(sluice_ctx *ctx, uint32_t n);
     void (*partition_done)(sluice_ctx *ctx, uint32_t partition);
+
+    /* ---- 1.2 ---- */
+    /* Sources: partition `partition` is (again) one of this source's, e.g. a
+     * Kafka partition assigned back after a rebalance: it holds the
+     * watermark back again until it produces or idle_timeout passes. */
+    void (*partition_open)(sluice_ctx *ctx, uint32_t partition);
+    /* Sources, on their own thread (also from inside poll()): ask for a
+     * checkpoint now and wait until one that covers everything this source
+     * emitted so far has completed (the core calls this source's snapshot()
+     * from within the call, so the plugin's state must be consistent when
+     * it calls). For handing partitions over without losing or repeating
+     * records (a Kafka rebalance). SLUICE_OK: completed. SLUICE_RETRY:
+     * checkpoints are off, the run is stopping, or timeout_ms passed.
+     * SLUICE_ERROR: the checkpoint failed (message in err). */
+    int (*checkpoint_now)(sluice_ctx *ctx, int64_t timeout_ms, char *err, size_t errlen);
+    /* The pipeline's checkpoint interval in ms; 0 when only a final
+     * checkpoint is taken at shutdown; -1 when checkpoints are off (no
+     * `checkpoint:` section). Callable from create(). */
+    int64_t (*checkpoint_interval)(sluice_ctx *ctx);
+    /* The pipeline's name (`pipeline:` in the file), for identifiers that
+     * must be stable across restarts (Kafka group and transactional ids). */
+    const char *(*pipeline_name)(sluice_ctx *ctx);
+    /* Plugin metrics, exposed on /metrics with a `stage` label first and
+     * then the family's own labels. metric_new() (at create() or start())
+     * defines a family: name like "sluice_kafka_consumer_lag", labels a
+     * NULL-terminated list of label names or NULL. Calling it again with
+     * the same name from the same stage returns the same family. NULL on a
+     * bad name or out of memory (metrics are then simply not kept; the
+     * series functions accept NULL). metric_series() returns the series for
+     * one set of label values (one per label name), creating it the first
+     * time; keep the pointer, it lives as long as the pipeline. series_add()
+     * and series_set() are thread-safe and cheap (an atomic). All strings
+     * are copied. */
+    sluice_metric *(*metric_new)(sluice_ctx *ctx, const char *name, sluice_metric_type type,
+                                 const char *help, const char *const *labels);
+    sluice_series *(*metric_series)(sluice_metric *m, const char *const *values);
+    void (*series_add)(sluice_series *s, double delta);
+    void (*series_set)(sluice_series *s, double value);
 } sluice_host;
 
 /* ---- The descriptor ---------------------------------------------------- */
@@ -418,6 +466,16 @@ typedef struct sluice_plugin_def {
                     char *err, size_t errlen);
     int (*restore)(void *self, const void *blob, size_t len, char *err, size_t errlen);
     int (*prepare)(void *self, uint64_t epoch, char *err, size_t errlen);
+    /* commit(): checkpoint `epoch` is complete and durable. Sinks make its
+     * output visible; sources (1.2) may tell their peer how far they got
+     * (Kafka: commit the group's offsets of that epoch). A sink that ran
+     * prepare() is kept running at the end of the run until the final
+     * checkpoint's commit() or abort() has reached it. When a checkpoint
+     * fails mid-run its epoch simply gets no commit(): the next prepare()
+     * and commit() cover it too (commit(N) covers every epoch up to N).
+     * abort() (1.2: called on sinks): the run is ending and epoch, which
+     * this sink prepared, will never complete; discard what was prepared
+     * (a restart replays it from the last completed checkpoint). */
     int (*commit)(void *self, uint64_t epoch, char *err, size_t errlen);
     int (*abort)(void *self, uint64_t epoch, char *err, size_t errlen);
 
