@@ -499,7 +499,7 @@ typedef struct manifest_stage {
 static int read_manifest(const char *dir, manifest_stage **stages, size_t *nstages,
                          uint64_t *epoch, char *why, size_t whylen)
 {
-    char path[4200];
+    char path[4352]; /* a PATH_MAX folder, a stage name, ".state" */
     snprintf(path, sizeof path, "%s/" MANIFEST, dir);
     size_t len;
     char *text = read_all(path, &len);
@@ -612,7 +612,7 @@ int sl_checkpoint_restore(sl_checkpoint *cp, char *err, size_t errlen)
             while (strcmp(rt->cfg->stages[j].name, ms[i].name) != 0)
                 j++;
             sluice_ctx *ctx = &rt->stages[j];
-            char path[4200];
+            char path[4352]; /* a PATH_MAX folder, a stage name, ".state" */
             snprintf(path, sizeof path, "%s/%s.state", dir, ms[i].name);
             size_t len;
             char *blob = read_all(path, &len);

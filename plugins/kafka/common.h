@@ -1,0 +1,70 @@
+/*
+ * common.h — what the Kafka source and sink share: building a librdkafka
+ * configuration from the stage's options, librdkafka's logs and errors into
+ * sluice's log, and the hand-over of source offsets to exactly-once sinks.
+ *
+ * Both kinds live in one kafka.so (the source's descriptor's `next` is the
+ * sink's), so the offsets registry is plain process-global state of this
+ * plugin: the core never learns what a Kafka offset is.
+ */
+#ifndef SLUICE_KAFKA_COMMON_H
+#define SLUICE_KAFKA_COMMON_H
+
+#include <librdkafka/rdkafka.h>
+#include <stdatomic.h>
+
+#include <sluice/plugin.h>
+
+/* The first member of both the source's and the sink's instance struct:
+ * librdkafka's callbacks find it through rd_kafka_opaque(). */
+typedef struct sk_base {
+    const sluice_host *host;
+    sluice_ctx *ctx;
+    const char *brokers;
+    /* Set by the error callback (librdkafka's threads), read by the stage. */
+    _Atomic int all_brokers_down;  /* 1 while no broker is reachable */
+    _Atomic int fatal;             /* a fatal error (fenced producer, ...) */
+    char last_error[512];          /* guarded by error_lock */
+    pthread_mutex_t error_lock;
+} sk_base;
+
+void sk_base_init(sk_base *b, const sluice_host *host, sluice_ctx *ctx, const char *brokers);
+void sk_base_destroy(sk_base *b);
+/* The newest error librdkafka reported (copied), or "" when none. */
+void sk_last_error(sk_base *b, char *out, size_t outlen);
+
+/* A configuration with bootstrap.servers = brokers, sluice's log and error
+ * callbacks, `opaque` = base, and then every `properties` entry applied in
+ * file order (so users can override anything, security settings
+ * included). The defaults given in `defaults` (NULL-terminated name/value
+ * pairs) are applied before properties. NULL with err set ("properties.X:
+ * librdkafka's message") on a bad property. */
+rd_kafka_conf_t *sk_conf_new(sk_base *base, const sluice_map *properties,
+                             const char *const *defaults, char *err, size_t errlen);
+
+/* Whether properties set `name` (users' settings win over ours). */
+const char *sk_property(const sluice_map *properties, const char *name);
+
+/* ---- offsets of Kafka sources, for exactly-once sinks ------------------ */
+
+/* A source publishes, at snapshot(epoch), the next offsets to read of
+ * every partition it owns, with its consumer group's metadata. The list is
+ * copied. */
+void sk_offsets_publish(rd_kafka_t *consumer, uint64_t epoch,
+                        const rd_kafka_topic_partition_list_t *offsets);
+/* The source is going away. */
+void sk_offsets_forget(rd_kafka_t *consumer);
+/* For each Kafka source of this process that published offsets for
+ * `epoch`: fn(arg, offsets, group_metadata). Returns the number of calls,
+ * or the first non-zero value fn returned (fn stops the walk by returning
+ * non-zero; negative for an error). Runs under the registry's lock: fn must
+ * not call back into the registry. */
+typedef int (*sk_offsets_fn)(void *arg, const rd_kafka_topic_partition_list_t *offsets,
+                             const rd_kafka_consumer_group_metadata_t *group);
+int sk_offsets_each(uint64_t epoch, sk_offsets_fn fn, void *arg);
+
+/* The descriptors, defined in source.c and sink.c. */
+extern const sluice_plugin_def sk_kafka_source;
+extern const sluice_plugin_def sk_kafka_sink;
+
+#endif
