@@ -1190,9 +1190,20 @@ static int sink_flush(void *self, char *err, size_t errlen)
 
 /* ---- create / start / destroy ------------------------------------------- */
 
-static const char *property_error_option(const char *msg)
+/* sk_conf_new's "properties.NAME: why" as option "properties.NAME" (so
+ * the message points at that line) and librdkafka's reason, trimmed. */
+static void property_error(const sluice_host *host, sluice_ctx *ctx, char *msg)
 {
-    return strncmp(msg, "properties.", 11) == 0 ? "properties" : "brokers";
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' ' || msg[n - 1] == '.'))
+        msg[--n] = 0;
+    char *sep = strstr(msg, ": ");
+    if (strncmp(msg, "properties.", 11) == 0 && sep) {
+        *sep = 0;
+        host->config_error(ctx, msg, "%s", sep + 2);
+    } else {
+        host->config_error(ctx, "brokers", "%s", msg);
+    }
 }
 
 static int64_t txn_timeout_for(int64_t interval_ms, int64_t delivery_timeout)
@@ -1268,7 +1279,7 @@ static bool check_config(const sluice_host *host, sluice_ctx *ctx, const kafka_s
         if (conf)
             rd_kafka_conf_destroy(conf);
         else {
-            host->config_error(ctx, property_error_option(msg), "%s", msg);
+            property_error(host, ctx, msg);
             ok = false;
         }
         sk_base_destroy(&probe);
@@ -1505,6 +1516,19 @@ static void sink_destroy(void *self)
     free(s);
 }
 
+/* Delivery reports are otherwise served only while records flow: once
+ * input pauses, the out counters and a late delivery error would wait for
+ * the next batch. */
+static int sink_tick(void *self, int64_t now_ms, char *err, size_t errlen)
+{
+    kafka_sink *s = self;
+    (void)now_ms;
+    if (!s->rk)
+        return SLUICE_OK;
+    serve(s, 0);
+    return check_health(s, err, errlen);
+}
+
 const sluice_plugin_def sk_kafka_sink = {
     .abi_major = SLUICE_ABI_MAJOR,
     .abi_minor = SLUICE_ABI_MINOR,
@@ -1524,4 +1548,5 @@ const sluice_plugin_def sk_kafka_sink = {
     .prepare = sink_prepare,
     .commit = sink_commit,
     .abort = sink_abort,
+    .on_tick = sink_tick,
 };

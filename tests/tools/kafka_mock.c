@@ -9,6 +9,7 @@
  *
  *   topic NAME PARTITIONS   create a topic
  *   down ID | up ID         take broker ID (1..N) down or bring it back
+ *   missing NAME            report topic NAME as unknown to every client
  *   quit                    stop (so does end of input)
  *
  * kcat 1.7.1 has no -M flag, hence this program. Tests wait for the
@@ -62,6 +63,10 @@ static void command(rd_kafka_mock_cluster_t *mc, char *line, int brokers)
         rc = rd_kafka_mock_broker_set_down(mc, atoi(name));
     } else if (got >= 2 && strcmp(verb, "up") == 0) {
         rc = rd_kafka_mock_broker_set_up(mc, atoi(name));
+    } else if (got >= 2 && strcmp(verb, "missing") == 0) {
+        /* The mock creates any topic a client asks about; this one it
+         * reports as unknown, as a real cluster without auto-create does. */
+        rd_kafka_mock_topic_set_error(mc, name, RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
     } else {
         printf("error unknown command: %s\n", line);
         fflush(stdout);
