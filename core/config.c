@@ -673,15 +673,26 @@ int sl_config_check(sl_pipeline_cfg *cfg, sl_plugin_lookup lookup, void *lookup_
     return diag->count ? -1 : 0;
 }
 
+/* Keys may hold dots themselves (librdkafka's `linger.ms` under
+ * `properties`): at each level the rest of the path as one key wins. */
 const sl_node *sl_stage_option_node(const sl_stage_cfg *st, const char *option)
 {
     const sl_node *n = st->node;
-    char *path = xstrdup(option), *save = NULL;
-    for (char *seg = strtok_r(path, ".", &save); seg; seg = strtok_r(NULL, ".", &save)) {
-        const sl_node *next = sl_node_get(n, seg);
+    char *path = xstrdup(option);
+    for (char *rest = path; rest && *rest;) {
+        const sl_node *whole = sl_node_get(n, rest);
+        if (whole) {
+            n = whole;
+            break;
+        }
+        char *dot = strchr(rest, '.');
+        if (dot)
+            *dot = 0;
+        const sl_node *next = sl_node_get(n, rest);
         if (!next)
             break;
         n = next;
+        rest = dot ? dot + 1 : NULL;
     }
     free(path);
     return n;

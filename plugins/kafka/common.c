@@ -36,9 +36,9 @@ void sk_last_error(sk_base *b, char *out, size_t outlen)
 /* librdkafka's syslog levels onto sluice's four. */
 static sluice_log_level level_of(int syslog_level)
 {
-    if (syslog_level <= 3)
-        return SLUICE_LOG_ERROR;
-    if (syslog_level == 4)
+    /* librdkafka calls a refused connection an error although it retries;
+     * what ends a run is the stage's to say, at ERROR, in its own words. */
+    if (syslog_level <= 4)
         return SLUICE_LOG_WARN;
     if (syslog_level <= 6)
         return SLUICE_LOG_INFO;
@@ -157,6 +157,14 @@ void sk_offsets_publish(rd_kafka_t *consumer, uint64_t epoch,
     pthread_mutex_lock(&registry_lock);
     source_entry *e = entry_of(consumer, true);
     if (e) {
+        /* The group's generation changes with every rebalance, and a broker
+         * refuses offsets sent with an old one: take it fresh each time. */
+        rd_kafka_consumer_group_metadata_t *group = rd_kafka_consumer_group_metadata(consumer);
+        if (group) {
+            if (e->group)
+                rd_kafka_consumer_group_metadata_destroy(e->group);
+            e->group = group;
+        }
         /* Replace the oldest slot. */
         published *slot = &e->kept[0];
         for (int i = 1; i < KEPT_EPOCHS; i++)

@@ -17,7 +17,11 @@
  *   1. the offset restored from the checkpoint, once per partition after
  *      a restore (sluice's checkpoint is the source of truth: Kafka's mock
  *      does not even keep offsets sent in a transaction);
- *   2. the group's committed offset (rd_kafka_committed);
+ *   2. the group's committed offset (rd_kafka_committed), or this
+ *      member's own position when it last gave the partition up, if that
+ *      is further: everything before it went through this pipeline, and
+ *      the hand-over commit may have failed (librdkafka's mock refuses
+ *      commits while the group rebalances; real brokers accept them);
  *   3. `start`: earliest or latest, resolved to a concrete offset right
  *      away (ListOffsets), so a checkpoint taken before the partition's
  *      first message still pins the position and a restart leaves no gap.
@@ -54,7 +58,10 @@
  *
  * Errors. An offset that no longer exists (retention, a recreated topic)
  * fails the run, or with fail_on_data_loss: false skips to the nearest
- * available offset with a warning and sluice_kafka_data_loss_total. An
+ * available offset with a warning and sluice_kafka_data_loss_total (the
+ * partition is assigned afresh there: after an offset error librdkafka
+ * ignores seek()). A message with a null value (a tombstone) is rejected
+ * as null_value in json and lines formats (raw keeps it as value: null). An
  * unknown topic fails the run. Brokers unreachable for connect_timeout
  * before the first contact fail the run; later outages are retried for
  * ever with a warning every 10 s.
@@ -65,9 +72,10 @@
  * of a poll waits up to 100 ms, later ones do not). Rebalance callbacks
  * run inside that call, so a message dequeued in the same call as the
  * revocation of its partition is dropped by the ownership and position
- * checks rather than emitted. The payload is
- * decoded straight from librdkafka's buffer by the codec, which copies
- * what it keeps into the batch arena; per-topic counters are summed
+ * checks rather than emitted. The payload is decoded straight from
+ * librdkafka's buffer by the codec, which copies what it keeps into the
+ * batch arena (the key is copied with host->str; format raw copies each
+ * part); nothing is malloc()ed per message; per-topic counters are summed
  * locally and added once per poll; lag is read from librdkafka's cached
  * high watermarks once a second.
  */
@@ -289,6 +297,7 @@ static void define_metrics(kafka_source *s)
         return;
     static const char *const topic_partition[] = {"topic", "partition", NULL};
     static const char *const topic_only[] = {"topic", NULL};
+    /* Not `kind`: the core labels every stage metric with kind="source". */
     static const char *const event[] = {"event", NULL};
     s->m_lag = h->metric_new(s->ctx, "sluice_kafka_consumer_lag", SLUICE_GAUGE,
                              "Messages in the partition after the source's position "
@@ -921,8 +930,8 @@ static void hand_over(kafka_source *s, rd_kafka_topic_partition_list_t *parts)
 {
     if (rd_kafka_assignment_lost(s->rk)) {
         s->host->log(s->ctx, SLUICE_LOG_WARN,
-                     "group %s: partitions lost (session timed out); their new owner "
-                     "resumes from the last committed offsets",
+                     "group %s: partitions lost (the group went on without this member); "
+                     "their new owner resumes from the last committed offsets",
                      s->group_id);
         return;
     }
@@ -1605,6 +1614,10 @@ static bool parse_line(char *line, char **topic, int32_t *partition, int64_t *of
 static int source_restore(void *self, const void *blob, size_t len, char *err, size_t errlen)
 {
     kafka_source *s = self;
+    /* Before start(): nothing is assigned yet; a second restore replaces. */
+    for (size_t i = 0; i < s->nparts; i++)
+        part_free(s->parts[i]);
+    s->nparts = 0;
     char *text = malloc(len + 1);
     if (!text) {
         snprintf(err, errlen, "out of memory");
