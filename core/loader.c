@@ -74,7 +74,9 @@ void sl_loader_free(sl_loader *l)
         free(l->loaded[i].defs);
         /* Sanitizer builds keep the code mapped so leak reports can still
          * symbolise frames from the plugin. */
+#ifndef __SANITIZE_ADDRESS__
         dlclose(l->loaded[i].handle);
+#endif
     }
     free(l->loaded);
     free(l);

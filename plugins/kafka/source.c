@@ -967,7 +967,11 @@ static void hand_over(kafka_source *s, rd_kafka_topic_partition_list_t *parts)
         return;
     if (offsets->cnt > 0) {
         rd_kafka_resp_err_t rc = commit_bounded(s, offsets);
-        if (rc != RD_KAFKA_RESP_ERR_NO_ERROR && rc != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        if (rc == RD_KAFKA_RESP_ERR_NO_ERROR)
+            s->host->log(s->ctx, SLUICE_LOG_INFO,
+                         "committed the positions of revoked partitions to group %s",
+                         s->group_id);
+        else if (rc != RD_KAFKA_RESP_ERR__NO_OFFSET)
             s->host->log(s->ctx, SLUICE_LOG_WARN,
                          "cannot commit the positions of revoked partitions to group %s: %s "
                          "(their next owner resumes from the last committed offsets and may "
