@@ -201,6 +201,54 @@ static void errors_by_reason(render *r, sl_runtime *rt)
     }
 }
 
+typedef enum { H_BATCH_TIME, H_QUEUE_WAIT, H_LATENCY } stage_hist;
+
+static const sl_histogram *hist_of(const sluice_ctx *ctx, stage_hist h)
+{
+    switch (h) {
+    case H_BATCH_TIME: return &ctx->batch_time;
+    case H_QUEUE_WAIT: return &ctx->queue_wait;
+    case H_LATENCY: return &ctx->latency;
+    }
+    return NULL;
+}
+
+/* One histogram per stage that has input (sources have no queue and
+ * process no batch; only sinks see the end of a record's trip). */
+static void histograms(render *r, sl_runtime *rt, const char *name, const char *help,
+                       stage_hist h)
+{
+    family(r, name, "histogram", help);
+    for (size_t i = 0; i < rt->nstages && !r->err; i++) {
+        const sluice_ctx *ctx = &rt->stages[i];
+        if (ctx->cfg->kind == SLUICE_SOURCE ||
+            (h == H_LATENCY && ctx->cfg->kind != SLUICE_SINK))
+            continue;
+        sluice_buf labels = {0};
+        int rc = 0;
+        const char *parts[][2] = {{"pipeline", rt->cfg->name},
+                                  {"stage", ctx->cfg->name},
+                                  {"kind", sl_metrics_kind_name(ctx->cfg->kind)}};
+        for (size_t k = 0; k < 3 && rc == 0; k++) {
+            if (k)
+                rc = sl_buf_putc(&labels, ',');
+            if (rc == 0)
+                rc = sl_buf_append(&labels, parts[k][0], strlen(parts[k][0]));
+            if (rc == 0)
+                rc = sl_buf_append(&labels, "=\"", 2);
+            if (rc == 0)
+                rc = sl_metrics_escape_label(parts[k][1], &labels);
+            if (rc == 0)
+                rc = sl_buf_putc(&labels, '"');
+        }
+        if (rc == 0)
+            rc = sl_buf_putc(&labels, 0);
+        if (rc != 0 || sl_hist_render(hist_of(ctx, h), name, labels.data, r->out) != 0)
+            r->err = -1;
+        free(labels.data);
+    }
+}
+
 static void queue_depth(render *r, sl_runtime *rt)
 {
     const char *name = "sluice_queue_depth_batches";
@@ -408,6 +456,15 @@ int sl_metrics_render(sl_runtime *rt, sluice_buf *out)
     per_stage_u64(&r, rt, "sluice_batches_total", "counter", "Batches a stage received.",
                   C_BATCHES);
     queue_depth(&r, rt);
+    histograms(&r, rt, "sluice_batch_duration_seconds",
+               "Time a stage took to process (operators) or write (sinks) one batch.",
+               H_BATCH_TIME);
+    histograms(&r, rt, "sluice_scheduling_delay_seconds",
+               "Time a batch waited in the stage's input queue before it was taken.",
+               H_QUEUE_WAIT);
+    histograms(&r, rt, "sluice_end_to_end_latency_seconds",
+               "Time from a record being read by its source to being written by this sink.",
+               H_LATENCY);
     nanos_total(&r, rt, "sluice_backpressure_seconds_total",
                 "Time the stage spent blocked on a full downstream queue.", false);
     watermarks(&r, rt);

@@ -543,21 +543,41 @@ static int write_batch(sluice_ctx *ctx, const sluice_batch *b, char *err, size_t
     }
 }
 
+/* Sinks: how long each record took from its source to here, gathered on
+ * the stack and merged once per batch. Records an operator made (window
+ * results) carry no ingest time and are not counted. */
+static void observe_latency(sluice_ctx *ctx, const sluice_batch *b, int64_t now)
+{
+    sl_hist_local l;
+    memset(&l, 0, sizeof l);
+    for (uint32_t i = 0; i < b->count; i++)
+        if (b->records[i].ingest_ns)
+            sl_hist_local_add(&l, now - b->records[i].ingest_ns);
+    sl_hist_merge(&ctx->latency, &l);
+}
+
 static void handle_batch(sluice_ctx *ctx, const sl_item *it)
 {
     sluice_batch *b = it->batch;
     atomic_fetch_add_explicit(&ctx->records_in, b->count, memory_order_relaxed);
     atomic_fetch_add_explicit(&ctx->batches_in, 1, memory_order_relaxed);
+    int64_t started = sl_now_ns();
+    if (it->enqueued_ns)
+        sl_hist_observe_ns(&ctx->queue_wait, started - it->enqueued_ns);
     if (!ctx->failed) {
         char err[1024] = "";
         int rc = ctx->cfg->kind == SLUICE_SINK
                      ? write_batch(ctx, b, err, sizeof err)
                      : ctx->def->process(ctx->self, b, it->input, err, sizeof err);
+        int64_t done = sl_now_ns();
+        sl_hist_observe_ns(&ctx->batch_time, done - started);
         if (rc == SLUICE_ERROR)
             stage_fail(ctx, ctx->cfg->kind == SLUICE_SINK ? "write failed" : "process failed",
                        err);
-        else if (ctx->cfg->kind == SLUICE_SINK)
+        else if (ctx->cfg->kind == SLUICE_SINK) {
             atomic_fetch_add_explicit(&ctx->records_out, b->count, memory_order_relaxed);
+            observe_latency(ctx, b, done);
+        }
         sl_stage_flush_errors(ctx);
     }
     sl_batch_unref(b);

@@ -24,6 +24,7 @@
 #include "config.h"
 #include "eventtime.h"
 #include "graph.h"
+#include "histogram.h"
 #include "log.h"
 #include "queue.h"
 
@@ -97,6 +98,9 @@ struct sluice_ctx {
     _Atomic uint64_t progress_done, progress_total;
     _Atomic int64_t blocked_ns;
     _Atomic uint64_t records_late, state_keys, state_bytes;
+    sl_histogram batch_time;  /* process()/write() of one batch */
+    sl_histogram queue_wait;  /* a batch's wait in this stage's queue */
+    sl_histogram latency;     /* sinks: ingest to written, per record */
     sl_reason_count reasons[SL_MAX_REASONS];
 
     pthread_t thread;

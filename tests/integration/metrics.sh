@@ -84,6 +84,17 @@ like "$(cat "$T/metrics.txt")" '# TYPE sluice_records_in_total counter' "TYPE li
 like "$(cat "$T/metrics.txt")" '# HELP sluice_queue_depth_batches ' "HELP lines"
 like "$(cat "$T/metrics.txt")" 'sluice_queue_depth_batches\{pipeline="metrics-test",stage="out",kind="sink"\} [0-9]+' \
     "queue depth per stage, with pipeline, stage and kind labels"
+hist() { grep "^$1{.*stage=\"$2\".*$3" "$T/metrics.txt" | awk '{print $2}'; }
+is "$(hist sluice_end_to_end_latency_seconds_count out)" 30 \
+    "end-to-end latency: one observation per record the sink wrote"
+is "$(hist sluice_end_to_end_latency_seconds_bucket out 'le="+Inf"')" 30 \
+    "end-to-end latency: the +Inf bucket holds them all"
+is "$(hist sluice_batch_duration_seconds_count keep)" "$(sample sluice_batches_total keep)" \
+    "batch duration: one observation per batch the filter took"
+is "$(hist sluice_scheduling_delay_seconds_count out)" "$(sample sluice_batches_total out)" \
+    "scheduling delay: one observation per batch the sink took"
+is "$(hist sluice_end_to_end_latency_seconds_count keep)" "" \
+    "end-to-end latency only on sinks"
 like "$(cat "$T/metrics.txt")" '^process_resident_memory_bytes [0-9]' "process_* metrics"
 like "$(cat "$T/metrics.txt")" 'process_open_fds [0-9]' "process_open_fds"
 

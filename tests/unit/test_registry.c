@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "histogram.h"
 #include "json.h"
 #include "registry.h"
 #include "tap.h"
@@ -80,5 +81,31 @@ int main(void)
        "one TYPE line for a family two stages share");
     free(text);
     sl_registry_free(reg);
+
+    /* Histograms: bucket edges are inclusive upper bounds; the local
+     * gatherer merges into the same counts as direct observations. */
+    static sl_histogram h;
+    sl_hist_observe_ns(&h, 100000);     /* 100 µs: exactly the first bound */
+    sl_hist_observe_ns(&h, 100001);     /* just above: the second bucket */
+    sl_hist_observe_ns(&h, -5);         /* a clock step back: counted as 0 */
+    sl_hist_local l = {0};
+    sl_hist_local_add(&l, 2000000000);  /* 2 s */
+    sl_hist_local_add(&l, 120000000000); /* 120 s: only +Inf */
+    sl_hist_merge(&h, &l);
+    sluice_buf hb = {0};
+    ok(sl_hist_render(&h, "lat_seconds", "stage=\"s\"", &hb) == 0, "a histogram renders");
+    sl_buf_putc(&hb, 0);
+    ok(strstr(hb.data, "lat_seconds_bucket{stage=\"s\",le=\"0.0001\"} 2\n") != NULL,
+       "le is inclusive: 100 µs and the negative one in the first bucket");
+    ok(strstr(hb.data, "lat_seconds_bucket{stage=\"s\",le=\"0.00025\"} 3\n") != NULL,
+       "buckets are cumulative");
+    ok(strstr(hb.data, "lat_seconds_bucket{stage=\"s\",le=\"2.5\"} 4\n") != NULL,
+       "the merged 2 s observation");
+    ok(strstr(hb.data, "lat_seconds_bucket{stage=\"s\",le=\"60\"} 4\n") != NULL &&
+           strstr(hb.data, "lat_seconds_bucket{stage=\"s\",le=\"+Inf\"} 5\n") != NULL,
+       "120 s only in +Inf");
+    ok(strstr(hb.data, "lat_seconds_count{stage=\"s\"} 5\n") != NULL, "count");
+    ok(strstr(hb.data, "lat_seconds_sum{stage=\"s\"} 122.000200001\n") != NULL, "sum in seconds");
+    free(hb.data);
     return tap_done();
 }
