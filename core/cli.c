@@ -341,8 +341,9 @@ static int setup_checkpoints(sl_runtime *rt, const cli_opts *o, sl_checkpoint **
     return 0;
 }
 
-/* The metrics endpoint binds before the stages start, so a busy port stops
- * the run before any input is read or output written. */
+/* The metrics endpoint binds before the stages start, so a busy port the
+ * pipeline asked for stops the run before any input is read or output
+ * written; the default port only warns. */
 static int start_metrics(sl_runtime *rt, sl_http **out)
 {
     *out = NULL;
@@ -351,6 +352,13 @@ static int start_metrics(sl_runtime *rt, sl_http **out)
         return 0;
     char err[512];
     sl_http *h = sl_http_start(rt, addr, err, sizeof err);
+    if (!h && rt->cfg->metrics_default) {
+        /* Nobody asked for this port: another pipeline on the machine may
+         * hold it. Say so and run without the endpoint. */
+        sl_log(SLUICE_LOG_WARN, NULL, "%s; running without the metrics endpoint "
+               "(set metrics.listen to another address, or false)", err);
+        return 0;
+    }
     if (!h) {
         sl_log(SLUICE_LOG_ERROR, NULL, "%s", err);
         return -1;

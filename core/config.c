@@ -36,7 +36,7 @@
 #define MAX_BATCH_SIZE 1048576
 #define DEFAULT_CHECKPOINT_DIR "./.sluice/checkpoints"
 #define DEFAULT_CHECKPOINT_RETAIN 3
-#define DEFAULT_METRICS_LISTEN "127.0.0.1:9464" /* what `listen: true` means */
+#define DEFAULT_METRICS_LISTEN "127.0.0.1:9464" /* absent or `listen: true` */
 
 /* ---- Small helpers -------------------------------------------------------- */
 
@@ -279,6 +279,9 @@ static void read_metrics(sl_pipeline_cfg *cfg, sl_diag *diag)
 {
     static const char *const keys[] = {"listen", NULL};
     const sl_node *m = sl_node_get(cfg->root, "metrics");
+    /* On by default on loopback, as Prometheus exporters are. */
+    cfg->metrics_listen = xstrdup(DEFAULT_METRICS_LISTEN);
+    cfg->metrics_default = true;
     if (!m || sl_node_is_null(m))
         return;
     if (m->kind != SL_NODE_MAP) {
@@ -291,6 +294,9 @@ static void read_metrics(sl_pipeline_cfg *cfg, sl_diag *diag)
     bool on;
     if (!n)
         return;
+    cfg->metrics_default = false;
+    free(cfg->metrics_listen);
+    cfg->metrics_listen = NULL;
     if (n->kind == SL_NODE_SCALAR && !n->quoted && sl_parse_bool(n->value, &on))
         cfg->metrics_listen = on ? xstrdup(DEFAULT_METRICS_LISTEN) : NULL;
     else if (want_scalar(n, "metrics.listen", "host:port or false", diag))

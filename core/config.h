@@ -70,8 +70,9 @@ typedef struct sl_pipeline_cfg {
     char *shutdown_file;          /* drain when this file is removed; NULL: none */
     char *events_log;             /* JSON lines of run and checkpoint events; NULL: none */
 
-    char *metrics_listen;         /* NULL when absent or `listen: false`;
+    char *metrics_listen;         /* NULL with `listen: false`; absent or
                                      `listen: true` = 127.0.0.1:9464 */
+    bool metrics_default;         /* listen was not written: a busy port only warns */
     size_t nplugin_path;
     char **plugin_path;           /* resolved relative to the pipeline file's folder */
 

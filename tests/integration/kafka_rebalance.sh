@@ -26,7 +26,6 @@ kafka_require
 T=$(tmpdir)
 cd "$T" || bail_out "cannot cd to $T"
 TIMEOUT=90
-trap 'bg_kill_all; mock_stop' EXIT
 
 mock_start rb --topic rb_in:4
 produce() { seq "$1" "$2" | awk '{ printf "k%d:{\"i\":%d}\n", $1 % 16, $1 }' | kproduce rb_in; }
@@ -100,4 +99,5 @@ diag "after the rebalance: A read $(after a), B read $(after b) of 400"
 
 stop_run "$PID_A" "A"
 stop_run "$PID_B" "B"
+mock_stop
 done_testing

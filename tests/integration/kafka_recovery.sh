@@ -338,7 +338,10 @@ print("problems: %d" % len(problems))
 PY
 diag "$(grep -v PROBLEM "$T/eo_filter.report")"
 uncommitted=$(awk -F': ' '/^uncommitted rows/ { print $2 }' "$T/eo_filter.report")
-ok "eo filter: the kills left uncommitted rows behind (${uncommitted:-?})" test "${uncommitted:-0}" -gt 0
+# How many rows the kills left in open transactions depends on where in an
+# epoch each kill fell (usually dozens, once 0 in a CI run): reported, not
+# asserted, as it measures this test's luck rather than sluice.
+diag "eo filter: the kills left ${uncommitted:-?} uncommitted rows behind"
 is "$(grep -c PROBLEM "$T/eo_filter.report")" 0 \
     "eo filter: each run re-emits exactly the selected records from its restored offsets on, and what the completed checkpoints committed is every selected record once" ||
     diag "$(grep PROBLEM "$T/eo_filter.report" | head -20)"

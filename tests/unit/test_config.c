@@ -609,7 +609,8 @@ static void test_defaults(void)
     is_str(cfg->checkpoint_dir, "./.sluice/checkpoints", "default checkpoint dir");
     is_int(cfg->checkpoint_interval_ms, 0, "no periodic checkpoints by default");
     is_int(cfg->checkpoint_retain, 3, "default retain");
-    ok(cfg->metrics_listen == NULL, "metrics off by default");
+    is_str(cfg->metrics_listen, "127.0.0.1:9464", "metrics on loopback by default");
+    ok(cfg->metrics_default, "... marked as the default (a busy port only warns)");
     is_int(cfg->nplugin_path, 0, "no plugin path");
     const sl_stage_cfg *st = &cfg->stages[0];
     const file_cfg *fc = st->config;
