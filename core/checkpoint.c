@@ -179,11 +179,6 @@ void sl_checkpoint_request(sl_checkpoint *cp)
     atomic_store(&cp->requested, true);
 }
 
-int64_t sl_checkpoint_interval(const sl_checkpoint *cp)
-{
-    return cp->interval_ms;
-}
-
 void sl_checkpoint_stats_get(sl_checkpoint *cp, sl_checkpoint_stats *out)
 {
     pthread_mutex_lock(&cp->lock);

@@ -54,7 +54,6 @@ void sl_checkpoint_event(sl_checkpoint *cp, const char *json_fields);
 /* Any thread: start a checkpoint at the next tick (one already in flight
  * finishes first). The caller wakes the main thread. */
 void sl_checkpoint_request(sl_checkpoint *cp);
-int64_t sl_checkpoint_interval(const sl_checkpoint *cp);
 
 /* Stage threads: the state of stage `stage` at barrier `epoch` (blob is
  * malloc()ed, ownership moves; NULL for none), or its final state when it

@@ -7,7 +7,9 @@
  * batch), so a scrape costs nothing until it happens and adds no work per
  * record. A scrape reads every counter once with relaxed loads; values of
  * different stages may be a few batches apart, which Prometheus tolerates.
- * A labelled registry (histograms, plugin and Lua metrics) comes later.
+ * The same holds for the per-stage histograms (histogram.h). Metrics whose
+ * names only a plugin knows live in the registry (registry.h), rendered
+ * after these.
  */
 #ifndef SLUICE_METRICS_H
 #define SLUICE_METRICS_H

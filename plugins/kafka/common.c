@@ -78,6 +78,42 @@ const char *sk_property(const sluice_map *properties, const char *name)
     return NULL;
 }
 
+bool sk_check_properties(const sluice_host *host, sluice_ctx *ctx,
+                         const sluice_map *properties)
+{
+    bool ok = true;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    for (size_t i = 0; properties && i < properties->count; i++) {
+        char option[300], why[512];
+        if (rd_kafka_conf_set(conf, properties->keys[i], properties->values[i], why,
+                              sizeof why) == RD_KAFKA_CONF_OK)
+            continue;
+        size_t n = strlen(why);
+        while (n && (why[n - 1] == '\n' || why[n - 1] == ' ' || why[n - 1] == '.'))
+            why[--n] = 0;
+        snprintf(option, sizeof option, "properties.%s", properties->keys[i]);
+        host->config_error(ctx, option, "%s", why);
+        ok = false;
+    }
+    rd_kafka_conf_destroy(conf);
+    return ok;
+}
+
+char *sk_default_id(const sluice_host *host, sluice_ctx *ctx)
+{
+    const char *pipeline = SK_HOST_HAS(host, pipeline_name) ? host->pipeline_name(ctx) : NULL;
+    const char *stage = host->stage_name(ctx);
+    size_t n = strlen("sluice..") + (pipeline ? strlen(pipeline) : 0) + strlen(stage) + 1;
+    char *id = malloc(n);
+    if (!id)
+        return NULL;
+    if (pipeline && *pipeline)
+        snprintf(id, n, "sluice.%s.%s", pipeline, stage);
+    else
+        snprintf(id, n, "sluice.%s", stage);
+    return id;
+}
+
 static int set(rd_kafka_conf_t *conf, const char *name, const char *value, const char *what,
                char *err, size_t errlen)
 {

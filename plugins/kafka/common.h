@@ -45,6 +45,22 @@ rd_kafka_conf_t *sk_conf_new(sk_base *base, const sluice_map *properties,
 /* Whether properties set `name` (users' settings win over ours). */
 const char *sk_property(const sluice_map *properties, const char *name);
 
+/* create() time, no I/O: librdkafka's own word on each of `properties`,
+ * on a throwaway configuration; each bad one is a config error at
+ * properties.NAME. false when any was bad. */
+bool sk_check_properties(const sluice_host *host, sluice_ctx *ctx,
+                         const sluice_map *properties);
+
+/* "sluice.PIPELINE.STAGE": a default group or transactional id, stable
+ * across restarts. malloc()ed; NULL when out of memory. */
+char *sk_default_id(const sluice_host *host, sluice_ctx *ctx);
+
+/* Whether the core's host table has `member` (a plugin must check members
+ * added after the ABI minor it was built for). */
+#define SK_HOST_HAS(h, member)                                                              \
+    ((h)->size >= offsetof(sluice_host, member) + sizeof(((sluice_host *)0)->member) &&   \
+     (h)->member != NULL)
+
 /* ---- offsets of Kafka sources, for exactly-once sinks ------------------ */
 
 /* A source publishes, at snapshot(epoch), the next offsets to read of

@@ -240,10 +240,6 @@ typedef struct kafka_sink {
 
 /* ---- small helpers ------------------------------------------------------- */
 
-#define HOST_HAS(h, member) \
-    ((h)->size >= offsetof(sluice_host, member) + sizeof(((sluice_host *)0)->member) && \
-     (h)->member != NULL)
-
 static int64_t now_ms(void)
 {
     struct timespec ts;
@@ -1190,22 +1186,6 @@ static int sink_flush(void *self, char *err, size_t errlen)
 
 /* ---- create / start / destroy ------------------------------------------- */
 
-/* sk_conf_new's "properties.NAME: why" as option "properties.NAME" (so
- * the message points at that line) and librdkafka's reason, trimmed. */
-static void property_error(const sluice_host *host, sluice_ctx *ctx, char *msg)
-{
-    size_t n = strlen(msg);
-    while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' ' || msg[n - 1] == '.'))
-        msg[--n] = 0;
-    char *sep = strstr(msg, ": ");
-    if (strncmp(msg, "properties.", 11) == 0 && sep) {
-        *sep = 0;
-        host->config_error(ctx, msg, "%s", sep + 2);
-    } else {
-        host->config_error(ctx, "brokers", "%s", msg);
-    }
-}
-
 static int64_t txn_timeout_for(int64_t interval_ms, int64_t delivery_timeout)
 {
     /* A transaction spans one checkpoint interval and its checkpoint;
@@ -1243,7 +1223,7 @@ static bool check_config(const sluice_host *host, sluice_ctx *ctx, const kafka_s
             ok = false;
         }
     if (cfg->exactly_once) {
-        if (!HOST_HAS(host, checkpoint_interval)) {
+        if (!SK_HOST_HAS(host, checkpoint_interval)) {
             host->config_error(ctx, "exactly_once",
                                "exactly_once needs a sluice core with plugin ABI 1.2 or later");
             ok = false;
@@ -1270,36 +1250,9 @@ static bool check_config(const sluice_host *host, sluice_ctx *ctx, const kafka_s
                            "exactly_once: true (and transactional_id) instead");
         ok = false;
     }
-    /* A throwaway configuration: librdkafka's own word on each property. */
-    if (cfg->brokers) {
-        sk_base probe;
-        char msg[512];
-        sk_base_init(&probe, host, ctx, cfg->brokers);
-        rd_kafka_conf_t *conf = sk_conf_new(&probe, &cfg->properties, NULL, msg, sizeof msg);
-        if (conf)
-            rd_kafka_conf_destroy(conf);
-        else {
-            property_error(host, ctx, msg);
-            ok = false;
-        }
-        sk_base_destroy(&probe);
-    }
+    if (!sk_check_properties(host, ctx, &cfg->properties))
+        ok = false;
     return ok;
-}
-
-static char *default_transactional_id(const sluice_host *host, sluice_ctx *ctx)
-{
-    const char *pipeline = HOST_HAS(host, pipeline_name) ? host->pipeline_name(ctx) : NULL;
-    const char *stage = host->stage_name(ctx);
-    size_t n = strlen("sluice..") + (pipeline ? strlen(pipeline) : 0) + strlen(stage) + 1;
-    char *id = malloc(n);
-    if (!id)
-        return NULL;
-    if (pipeline && *pipeline)
-        snprintf(id, n, "sluice.%s.%s", pipeline, stage);
-    else
-        snprintf(id, n, "sluice.%s", stage);
-    return id;
 }
 
 static void sink_destroy(void *self);
@@ -1340,13 +1293,13 @@ static int sink_create(const sluice_host *host, sluice_ctx *ctx, const void *con
         s->header_fields[i] =
             host->intern(cfg->headers.values[i], strlen(cfg->headers.values[i]));
     s->pending_warn_at = PENDING_WARN_BYTES;
-    s->checkpoints = HOST_HAS(host, checkpoint_interval) && host->checkpoint_interval(ctx) >= 0;
+    s->checkpoints = SK_HOST_HAS(host, checkpoint_interval) && host->checkpoint_interval(ctx) >= 0;
     if (cfg->transactional_id && !cfg->exactly_once)
         host->log(ctx, SLUICE_LOG_WARN, "transactional_id is only used with exactly_once: true");
     if (cfg->exactly_once) {
         s->transactional_id = cfg->transactional_id && *cfg->transactional_id
                                   ? strdup(cfg->transactional_id)
-                                  : default_transactional_id(host, ctx);
+                                  : sk_default_id(host, ctx);
         if (!s->transactional_id)
             goto oom;
         int64_t interval = host->checkpoint_interval(ctx);
@@ -1368,7 +1321,7 @@ oom:
 static void define_metrics(kafka_sink *s)
 {
     const sluice_host *h = s->host;
-    if (!HOST_HAS(h, metric_new) || !HOST_HAS(h, series_set))
+    if (!SK_HOST_HAS(h, metric_new) || !SK_HOST_HAS(h, series_set))
         return;
     static const char *const by_topic[] = {"topic", NULL};
     static const char *const by_reason[] = {"reason", NULL};

@@ -286,8 +286,8 @@ static void set_failure(kafka_source *s, const char *fmt, ...)
 
 static bool host_has_metrics(const sluice_host *h)
 {
-    return h->size >= offsetof(sluice_host, series_set) + sizeof h->series_set &&
-           h->metric_new && h->metric_series && h->series_add && h->series_set;
+    return SK_HOST_HAS(h, metric_new) && SK_HOST_HAS(h, metric_series) &&
+           SK_HOST_HAS(h, series_add) && SK_HOST_HAS(h, series_set);
 }
 
 static void define_metrics(kafka_source *s)
@@ -797,7 +797,7 @@ static void declare_partitions(kafka_source *s)
     for (size_t i = 0; i < s->nparts; i++) {
         kpart *p = s->parts[i];
         if (p->assigned) {
-            if (h->partition_open)
+            if (SK_HOST_HAS(h, partition_open))
                 h->partition_open(s->ctx, p->index);
             p->declared_done = false;
         } else if (!p->declared_done) {
@@ -951,7 +951,7 @@ static void hand_over(kafka_source *s, rd_kafka_topic_partition_list_t *parts)
         }
     } else {
         char why[512] = "";
-        int rc = s->host->checkpoint_now
+        int rc = SK_HOST_HAS(s->host, checkpoint_now)
                      ? s->host->checkpoint_now(s->ctx, HANDOVER_CHECKPOINT_MS, why, sizeof why)
                      : SLUICE_RETRY;
         if (rc == SLUICE_OK) {
@@ -1279,47 +1279,22 @@ static bool check_options(const sluice_host *host, sluice_ctx *ctx, const kafka_
         host->config_error(ctx, "connect_timeout", "must not be negative");
         ok = false;
     }
-    /* Properties: librdkafka's own check, on a throwaway configuration. */
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    /* Properties this source must own, then librdkafka's word on the rest. */
     for (size_t i = 0; i < cfg->properties.count; i++) {
         const char *name = cfg->properties.keys[i];
-        char option[300], why[512];
-        snprintf(option, sizeof option, "properties.%s", name);
-        bool owned = false;
         for (size_t k = 0; owned_properties[k].name; k++) {
-            if (strcmp(name, owned_properties[k].name) == 0) {
-                host->config_error(ctx, option, "the kafka source sets this itself; %s",
-                                   owned_properties[k].why);
-                owned = true;
-                ok = false;
-            }
-        }
-        if (!owned && rd_kafka_conf_set(conf, name, cfg->properties.values[i], why,
-                                        sizeof why) != RD_KAFKA_CONF_OK) {
-            host->config_error(ctx, option, "%s", why);
+            if (strcmp(name, owned_properties[k].name) != 0)
+                continue;
+            char option[300];
+            snprintf(option, sizeof option, "properties.%s", name);
+            host->config_error(ctx, option, "the kafka source sets this itself; %s",
+                               owned_properties[k].why);
             ok = false;
         }
     }
-    rd_kafka_conf_destroy(conf);
+    if (!sk_check_properties(host, ctx, &cfg->properties))
+        ok = false;
     return ok;
-}
-
-static char *default_group_id(const sluice_host *host, sluice_ctx *ctx)
-{
-    const char *pipeline = NULL;
-    if (host->size >= offsetof(sluice_host, pipeline_name) + sizeof host->pipeline_name &&
-        host->pipeline_name)
-        pipeline = host->pipeline_name(ctx);
-    const char *stage = host->stage_name(ctx);
-    size_t n = strlen("sluice..") + (pipeline ? strlen(pipeline) : 0) + strlen(stage) + 1;
-    char *id = malloc(n);
-    if (!id)
-        return NULL;
-    if (pipeline && *pipeline)
-        snprintf(id, n, "sluice.%s.%s", pipeline, stage);
-    else
-        snprintf(id, n, "sluice.%s", stage);
-    return id;
 }
 
 static void source_destroy(void *self);
@@ -1341,17 +1316,13 @@ static int source_create(const sluice_host *host, sluice_ctx *ctx, const void *c
     s->cfg = cfg;
     s->host = host;
     s->ctx = ctx;
-    s->group_id = cfg->group_id ? strdup(cfg->group_id) : default_group_id(host, ctx);
+    s->group_id = cfg->group_id ? strdup(cfg->group_id) : sk_default_id(host, ctx);
     if (!s->group_id) {
         source_destroy(s);
         snprintf(err, errlen, "out of memory");
         return SLUICE_ERROR;
     }
-    int64_t interval = -1;
-    if (host->size >= offsetof(sluice_host, checkpoint_interval) + sizeof host->checkpoint_interval &&
-        host->checkpoint_interval)
-        interval = host->checkpoint_interval(ctx);
-    s->checkpoints = interval >= 0;
+    s->checkpoints = SK_HOST_HAS(host, checkpoint_interval) && host->checkpoint_interval(ctx) >= 0;
     if (cfg->format == FORMAT_RAW) {
         s->n_key = host->intern("key", 3);
         s->n_value = host->intern("value", 5);
