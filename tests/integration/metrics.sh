@@ -163,13 +163,21 @@ sources:
 sinks:
   out: {type: file, input: in, path: $T/default.out}
 EOF
+# Other tests' short runs take the port now and then; wait until it is ours,
+# or a run of theirs could free it between our check and our run.
 python3 -c '
 import socket, time
-s = socket.socket()
-try:
-    s.bind(("127.0.0.1", 9464)); s.listen(1)
-except OSError:
-    pass  # held by something else: busy all the same
+deadline = time.time() + 30
+while True:
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", 9464)); s.listen(1)
+        break
+    except OSError:
+        s.close()
+        if time.time() > deadline:
+            raise SystemExit("127.0.0.1:9464 stays busy")
+        time.sleep(0.05)
 print("held", flush=True)
 time.sleep(60)
 ' >"$T/hold.out" 2>&1 &
