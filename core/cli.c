@@ -458,6 +458,8 @@ static const char *opt_type_name(sluice_opt_type t)
     case SLUICE_OPT_MAP: return "map";
     case SLUICE_OPT_OBJECT: return "object";
     case SLUICE_OPT_OUTPUT: return "output";
+    case SLUICE_OPT_JSON: return "any";
+    case SLUICE_OPT_OBJECT_LIST: return "list of objects";
     }
     return "?";
 }
@@ -482,7 +484,7 @@ static void print_options(const sluice_option *opts, int depth)
         printf("\n");
         if (op->help)
             printf("  %*s    %s\n", depth * 2, "", op->help);
-        if (op->type == SLUICE_OPT_OBJECT)
+        if (op->type == SLUICE_OPT_OBJECT || op->type == SLUICE_OPT_OBJECT_LIST)
             print_options(op->fields, depth + 1);
     }
 }

@@ -695,6 +695,10 @@ const sl_node *sl_stage_option_node(const sl_stage_cfg *st, const char *option)
         if (dot)
             *dot = 0;
         const sl_node *next = sl_node_get(n, rest);
+        char *end;
+        unsigned long index = strtoul(rest, &end, 10);
+        if (!next && n->kind == SL_NODE_SEQ && *rest && !*end && index < n->count)
+            next = n->items[index]; /* "metrics.2.value": an item of a list */
         if (!next)
             break;
         n = next;

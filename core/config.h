@@ -125,7 +125,8 @@ int sl_options_fill(const sluice_option *opts, const sl_node *map, void *config,
 void sl_options_free(const sluice_option *opts, void *config);
 
 /* Where an option of a stage stands, for host->config_error(): the value
- * node of a dotted option path, or the deepest node of the path that exists
+ * node of a dotted option path ("metrics.0.value": a number picks a list
+ * item), or the deepest node of the path that exists
  * (the stage node when none does). */
 const sl_node *sl_stage_option_node(const sl_stage_cfg *st, const char *option);
 

@@ -182,6 +182,13 @@ static sluice_metric *host_metric_new(sluice_ctx *ctx, const char *name,
     return m;
 }
 
+/* ---- 1.3 ---- */
+
+static int host_metrics_text(sluice_ctx *ctx, sluice_buf *out)
+{
+    return sl_metrics_render(ctx->rt, out);
+}
+
 const sluice_host sl_host = {
     .abi_major = SLUICE_ABI_MAJOR,
     .abi_minor = SLUICE_ABI_MINOR,
@@ -227,4 +234,5 @@ const sluice_host sl_host = {
     .metric_series = sl_registry_series,
     .series_add = sl_registry_add,
     .series_set = sl_registry_set,
+    .metrics_text = host_metrics_text,
 };

@@ -21,10 +21,13 @@
  */
 #include "config.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include "json.h"
 
 typedef struct filler {
     sl_stage_cfg *stage;   /* may be NULL (no OUTPUT options then) */
@@ -177,6 +180,22 @@ static void free_value(const sluice_option *opt, void *field)
     case SLUICE_OPT_OBJECT:
         sl_options_free(opt->fields, field);
         break;
+    case SLUICE_OPT_JSON: {
+        char **s = field;
+        free(*s);
+        *s = NULL;
+        break;
+    }
+    case SLUICE_OPT_OBJECT_LIST: {
+        sluice_objects *l = field;
+        for (size_t i = 0; i < l->count; i++) {
+            sl_options_free(opt->fields, l->items[i]);
+            free(l->items[i]);
+        }
+        free(l->items);
+        memset(l, 0, sizeof *l);
+        break;
+    }
     default:
         break;
     }
@@ -279,6 +298,136 @@ static bool set_map(filler *f, const sl_node *n, const char *path, sluice_map *m
     return ok;
 }
 
+/* ---- Any value, as JSON ---------------------------------------------------- */
+
+static void out_of_memory(void)
+{
+    fprintf(stderr, "sluice: out of memory\n");
+    abort();
+}
+
+static void json_text(sluice_buf *b, const char *p, size_t len)
+{
+    if (sl_json_encode_string(p, len, b) != 0)
+        out_of_memory();
+}
+
+static void json_raw(sluice_buf *b, const char *p)
+{
+    if (sl_buf_append(b, p, strlen(p)) != 0)
+        out_of_memory();
+}
+
+/* A plain scalar typed as YAML 1.2's core schema would: null, bool, integer,
+ * number, else a string. Numbers are re-printed, so JSON sees 1e3 or +5 in
+ * its own syntax. */
+static void scalar_json(const sl_node *n, sluice_buf *b)
+{
+    long long ll;
+    double d;
+    char num[64];
+    if (n->quoted) {
+        json_text(b, n->value, strlen(n->value));
+    } else if (sl_node_is_null(n)) {
+        json_raw(b, "null");
+    } else if (strcasecmp(n->value, "true") == 0 || strcasecmp(n->value, "false") == 0) {
+        json_raw(b, (n->value[0] == 't' || n->value[0] == 'T') ? "true" : "false");
+    } else if (sl_parse_int(n->value, &ll)) {
+        snprintf(num, sizeof num, "%lld", ll);
+        json_raw(b, num);
+    } else if (sl_parse_double(n->value, &d) && isfinite(d)) {
+        snprintf(num, sizeof num, "%.17g", d);
+        if (!strpbrk(num, ".eEn")) /* keep it a float: 2.0 must not come back as 2 */
+            strcat(num, ".0");
+        json_raw(b, num);
+    } else {
+        json_text(b, n->value, strlen(n->value));
+    }
+}
+
+static void node_json(const sl_node *n, sluice_buf *b)
+{
+    switch (n->kind) {
+    case SL_NODE_SCALAR:
+        scalar_json(n, b);
+        return;
+    case SL_NODE_SEQ:
+        json_raw(b, "[");
+        for (size_t i = 0; i < n->count; i++) {
+            if (i)
+                json_raw(b, ",");
+            node_json(n->items[i], b);
+        }
+        json_raw(b, "]");
+        return;
+    case SL_NODE_MAP:
+        json_raw(b, "{");
+        for (size_t i = 0; i < n->count; i++) {
+            if (i)
+                json_raw(b, ",");
+            json_text(b, n->keys[i]->value, strlen(n->keys[i]->value));
+            json_raw(b, ":");
+            node_json(n->items[i], b);
+        }
+        json_raw(b, "}");
+        return;
+    }
+}
+
+static bool set_json(const sl_node *n, char **out)
+{
+    sluice_buf b = {0};
+    node_json(n, &b);
+    if (sl_buf_append(&b, "", 1) != 0)
+        out_of_memory();
+    *out = b.data;
+    return true;
+}
+
+/* ---- Lists of objects ----------------------------------------------------- */
+
+/* One item's size: what the plugin wrote in the terminator (the struct's
+ * real size), else the end of its furthest member. */
+static size_t item_size(const sluice_option *fields)
+{
+    size_t n = 0;
+    while (fields && fields[n].name)
+        n++;
+    return fields && fields[n].offset ? fields[n].offset : 0;
+}
+
+static bool set_object_list(filler *f, const sluice_option *opt, const sl_node *n,
+                            const char *path, sluice_objects *l)
+{
+    if (n->kind == SL_NODE_MAP) /* one object alone is a list of one */
+        return set_object_list(f, opt, &(sl_node){.kind = SL_NODE_SEQ, .line = n->line,
+                                                  .col = n->col, .count = 1,
+                                                  .items = (sl_node **)&n},
+                               path, l);
+    if (n->kind != SL_NODE_SEQ)
+        return type_error(f, n, path, "a list of mappings");
+    size_t size = item_size(opt->fields);
+    if (!size) {
+        sl_diag_add(f->diag, n->line, n->col, "option '%s' does not say its items' size "
+                    "(plugin bug: end its fields with SLUICE_OPTIONS_END_SIZED)", path);
+        return false;
+    }
+    size_t before = f->diag->count;
+    l->items = xcalloc(n->count, sizeof *l->items);
+    for (size_t i = 0; i < n->count; i++) {
+        const sl_node *item = n->items[i];
+        char sub[300];
+        snprintf(sub, sizeof sub, "%s.%zu", path, i);
+        if (item->kind != SL_NODE_MAP) {
+            type_error(f, item, sub, "a mapping");
+            continue;
+        }
+        l->items[l->count] = xcalloc(1, size);
+        fill_table(f, opt->fields, item, l->items[l->count++], NULL, sub, item, true);
+    }
+    return f->diag->count == before;
+}
+
 /* An extra named output: its name joins stage->outputs (n, a node of the
  * pipeline tree, gives its position), its index goes into the config. */
 static bool set_output(filler *f, const sl_node *n, const char *path, int *out)
@@ -367,6 +516,12 @@ static bool apply_value(filler *f, const sluice_option *opt, const sl_node *n, v
     }
     case SLUICE_OPT_OUTPUT:
         return set_output(f, n, path, (int *)field);
+    case SLUICE_OPT_JSON:
+        free_value(opt, field);
+        return set_json(n, (char **)field);
+    case SLUICE_OPT_OBJECT_LIST:
+        free_value(opt, field);
+        return set_object_list(f, opt, n, path, field);
     }
     sl_diag_add(f->diag, n->line, n->col, "option '%s' has an unknown type %d (plugin bug)",
                 path, (int)opt->type);
@@ -398,7 +553,8 @@ static void apply_default(filler *f, const sluice_option *opt, void *field, cons
                     .value = (char *)opt->default_value};
     const sl_node *n = &text;
     if (opt->type == SLUICE_OPT_LIST || opt->type == SLUICE_OPT_MAP ||
-        opt->type == SLUICE_OPT_OBJECT) {
+        opt->type == SLUICE_OPT_OBJECT || opt->type == SLUICE_OPT_JSON ||
+        opt->type == SLUICE_OPT_OBJECT_LIST) {
         tree = sl_yaml_parse_string(opt->default_value, strlen(opt->default_value), &scratch);
         n = tree;
     }

@@ -277,7 +277,7 @@ static void test_errors(void)
            "p.yaml:6:7: missing required option 'tls.port'", NULL);
     expect("missing required option",
            "sources:\n  logs:\n    type: file\n    format: csv\n" SINK,
-           "p.yaml:3:5: missing required option 'path'", NULL);
+           "p.yaml:2:5: missing required option 'path'", NULL);
     expect("missing required option in a flow mapping",
            "sources:\n  logs: {type: file}\n" SINK,
            "p.yaml:2:9: missing required option 'path'", NULL);
@@ -446,7 +446,7 @@ static void test_all_collected(void)
            "plugin_path, shutdown_file, events_log, sources, operators, sinks)",
            "p.yaml:4:11: option 'rate' expects a number, got 'fast'",
            "p.yaml:5:13: option 'format' expects one of json, lines, csv, got 'xml'",
-           "p.yaml:3:5: missing required option 'path'",
+           "p.yaml:2:5: missing required option 'path'",
            "p.yaml:8:11: unknown operator type 'filtr'",
            "p.yaml:14:5: unknown option 'colour' for console sink (known: format)", NULL);
 }
@@ -784,6 +784,106 @@ static void test_options_fill_direct(void)
     sl_diag_free(&d);
 }
 
+/* ---- 1.3 option types: any value as JSON, lists of objects ------------------- */
+
+typedef struct metric_item {
+    char *name;
+    char *value;
+    sluice_map labels;
+    char *help;
+} metric_item;
+
+typedef struct push_cfg {
+    char *config;
+    sluice_objects metrics;
+    char *fallback;
+} push_cfg;
+
+static const sluice_option metric_item_opts[] = {
+    {.name = "name", .type = SLUICE_OPT_STRING, .flags = SLUICE_OPT_REQUIRED,
+     .offset = offsetof(metric_item, name)},
+    {.name = "value", .type = SLUICE_OPT_STRING, .flags = SLUICE_OPT_REQUIRED,
+     .offset = offsetof(metric_item, value)},
+    {.name = "labels", .type = SLUICE_OPT_MAP, .offset = offsetof(metric_item, labels)},
+    {.name = "help", .type = SLUICE_OPT_STRING, .default_value = "from records",
+     .offset = offsetof(metric_item, help)},
+    SLUICE_OPTIONS_END_SIZED(metric_item)};
+
+static const sluice_option push_opts[] = {
+    {.name = "config", .type = SLUICE_OPT_JSON, .offset = offsetof(push_cfg, config)},
+    {.name = "metrics", .type = SLUICE_OPT_OBJECT_LIST, .offset = offsetof(push_cfg, metrics),
+     .fields = metric_item_opts},
+    {.name = "fallback", .type = SLUICE_OPT_JSON, .default_value = "{a: [1, x]}",
+     .offset = offsetof(push_cfg, fallback)},
+    {0}};
+
+static int fill_push(const char *text, push_cfg *pc, sl_diag *d)
+{
+    sl_node *map = sl_yaml_parse_string(text, strlen(text), d);
+    memset(pc, 0, sizeof *pc);
+    int rc = map ? sl_options_fill(push_opts, map, pc, NULL, NULL, d) : -1;
+    sl_node_free(map);
+    return rc;
+}
+
+static void test_json_and_object_lists(void)
+{
+    sl_diag d = {.file = "p.yaml"};
+    push_cfg pc;
+    int rc = fill_push("config: {i: 42, neg: -7, f: 4.5, whole: 2.0, exp: 1e3, t: true, "
+                       "F: False, n: null, tilde: ~, s: hello, q: '42', qt: \"true\", "
+                       "list: [1, [2], {}], \"k\\\"ey\": \"a\\tb\"}\n"
+                       "metrics:\n"
+                       "  - {name: rt, value: avg_rt, labels: {service: service}}\n"
+                       "  - name: errors\n"
+                       "    value: n\n"
+                       "    help: errors seen\n",
+                       &pc, &d);
+    is_int(rc, 0, "json and object list fill");
+    is_str(pc.config,
+           "{\"i\":42,\"neg\":-7,\"f\":4.5,\"whole\":2.0,\"exp\":1000.0,\"t\":true,"
+           "\"F\":false,\"n\":null,\"tilde\":null,\"s\":\"hello\",\"q\":\"42\","
+           "\"qt\":\"true\",\"list\":[1,[2],{}],\"k\\\"ey\":\"a\\tb\"}",
+           "JSON: typed plain scalars, quoted strings, floats stay floats, nesting, escapes");
+    is_str(pc.fallback, "{\"a\":[1,\"x\"]}", "a JSON default");
+    is_int(pc.metrics.count, 2, "two items");
+    metric_item *a = pc.metrics.count > 1 ? pc.metrics.items[0] : NULL;
+    metric_item *b = pc.metrics.count > 1 ? pc.metrics.items[1] : NULL;
+    is_str(a ? a->name : NULL, "rt", "item 0 name");
+    is_str(a && a->labels.count ? a->labels.values[0] : NULL, "service", "item 0 labels");
+    is_str(a ? a->help : NULL, "from records", "item 0 gets the field's default");
+    is_str(b ? b->help : NULL, "errors seen", "item 1 help");
+    sl_options_free(push_opts, &pc);
+    ok(pc.config == NULL && pc.metrics.items == NULL, "free clears them");
+
+    rc = fill_push("config: 7\nmetrics: {name: one, value: v}\n", &pc, &d);
+    is_int(rc, 0, "a scalar config, one mapping as a list of one");
+    is_str(pc.config, "7", "scalar JSON");
+    is_int(pc.metrics.count, 1, "one item");
+    sl_options_free(push_opts, &pc);
+
+    rc = fill_push("metrics:\n  - {name: x}\n  - 5\n  - {name: y, value: v, bogus: 1}\n",
+                   &pc, &d);
+    ok(rc != 0, "bad items are errors");
+    is_int(d.count, 3, "three problems");
+    is_str(d.count > 0 ? d.messages[0] : NULL,
+           "p.yaml:2:5: missing required option 'metrics.0.value'", "missing field, at the item");
+    is_str(d.count > 1 ? d.messages[1] : NULL,
+           "p.yaml:3:5: option 'metrics.1' expects a mapping, got '5'", "not a mapping");
+    ok(d.count > 2 && strncmp(d.messages[2], "p.yaml:4:25: unknown option 'metrics.2.bogus'",
+                              46) == 0,
+       "unknown key in an item: %s", d.count > 2 ? d.messages[2] : "");
+    sl_options_free(push_opts, &pc);
+    sl_diag_free(&d);
+
+    d = (sl_diag){.file = "p.yaml"};
+    rc = fill_push("metrics: 3\n", &pc, &d);
+    is_str(d.count ? d.messages[0] : NULL,
+           "p.yaml:1:10: option 'metrics' expects a list of mappings, got '3'", "not a list");
+    sl_options_free(push_opts, &pc);
+    sl_diag_free(&d);
+}
+
 int main(void)
 {
     test_errors();
@@ -795,6 +895,7 @@ int main(void)
     test_overrides();
     test_unreadable();
     test_options_fill_direct();
+    test_json_and_object_lists();
     ok(lookups > 0, "the lookup was used");
     return tap_done();
 }

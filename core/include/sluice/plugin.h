@@ -37,6 +37,8 @@
  *   1.2  commit() also reaches sources (on their own thread, between polls);
  *        sluice_host.partition_open, checkpoint_now, checkpoint_interval,
  *        pipeline_name, metric_new, metric_series, series_add, series_set.
+ *   1.3  option types SLUICE_OPT_JSON and SLUICE_OPT_OBJECT_LIST;
+ *        sluice_host.metrics_text.
  *
  * Ownership, in one place
  *   - Strings in the descriptor and option table: owned by the plugin, must
@@ -71,7 +73,7 @@ extern "C" {
 #endif
 
 #define SLUICE_ABI_MAJOR 1
-#define SLUICE_ABI_MINOR 2
+#define SLUICE_ABI_MINOR 3
 
 /* Return codes of every callback and of host functions that can fail. */
 typedef enum sluice_status {
@@ -210,9 +212,19 @@ typedef enum sluice_opt_type {
     SLUICE_OPT_LIST,       /* sluice_list: a scalar or a sequence of scalars */
     SLUICE_OPT_MAP,        /* sluice_map: a mapping of scalar keys to scalar values, in file order */
     SLUICE_OPT_OBJECT,     /* a nested struct at offset, described by fields[] */
-    SLUICE_OPT_OUTPUT      /* int: an extra named output of the stage (like `late`);
+    SLUICE_OPT_OUTPUT,     /* int: an extra named output of the stage (like `late`);
                               the core stores its output index, or -1 when absent.
                               The name becomes a stream other stages can take as input. */
+    /* ---- 1.3 ---- */
+    SLUICE_OPT_JSON,       /* char *: any YAML value as JSON text (NULL when absent).
+                              Plain scalars are typed: 42 integer, 4.5 number,
+                              true/false, null/~ null; quoted scalars are strings;
+                              mappings are objects (file order), sequences arrays. */
+    SLUICE_OPT_OBJECT_LIST /* sluice_objects: a list of mappings, each filled into
+                              its own struct described by fields[] (defaults and
+                              required checks per item). The core allocates each
+                              item with the size in the `offset` of fields[]'s
+                              terminating entry (SLUICE_OPTIONS_END_SIZED). */
 } sluice_opt_type;
 
 typedef struct sluice_list {
@@ -226,6 +238,12 @@ typedef struct sluice_map {
     char **values;
 } sluice_map;
 
+/* SLUICE_OPT_OBJECT_LIST: items[i] points at a struct of the item type. */
+typedef struct sluice_objects {
+    size_t count;
+    void **items;
+} sluice_objects;
+
 #define SLUICE_OPT_REQUIRED 0x1u
 
 typedef struct sluice_option {
@@ -238,6 +256,9 @@ typedef struct sluice_option {
     const char *const *choices;    /* SLUICE_OPT_ENUM: NULL-terminated */
     const struct sluice_option *fields; /* SLUICE_OPT_OBJECT: NULL-name-terminated */
 } sluice_option;
+
+/* Ends the fields[] of a SLUICE_OPT_OBJECT_LIST, saying how big one item is. */
+#define SLUICE_OPTIONS_END_SIZED(item_type) {.name = NULL, .offset = sizeof(item_type)}
 
 /* ---- The host table ---------------------------------------------------- */
 
@@ -406,6 +427,13 @@ typedef struct sluice_host {
     sluice_series *(*metric_series)(sluice_metric *m, const char *const *values);
     void (*series_add)(sluice_series *s, double delta);
     void (*series_set)(sluice_series *s, double value);
+
+    /* ---- 1.3 ---- */
+    /* Append what /metrics serves now (Prometheus text format 0.0.4: the
+     * runtime's, the plugins' and the process_* metrics) to out, for a
+     * plugin that ships them elsewhere (the Pushgateway sink). Thread-safe;
+     * costs a walk over every series, so call it per push, not per batch. */
+    int (*metrics_text)(sluice_ctx *ctx, sluice_buf *out);
 } sluice_host;
 
 /* ---- The descriptor ---------------------------------------------------- */
