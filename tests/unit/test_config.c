@@ -277,7 +277,7 @@ static void test_errors(void)
            "p.yaml:6:7: missing required option 'tls.port'", NULL);
     expect("missing required option",
            "sources:\n  logs:\n    type: file\n    format: csv\n" SINK,
-           "p.yaml:2:5: missing required option 'path'", NULL);
+           "p.yaml:3:5: missing required option 'path'", NULL);
     expect("missing required option in a flow mapping",
            "sources:\n  logs: {type: file}\n" SINK,
            "p.yaml:2:9: missing required option 'path'", NULL);
@@ -446,7 +446,7 @@ static void test_all_collected(void)
            "plugin_path, shutdown_file, events_log, sources, operators, sinks)",
            "p.yaml:4:11: option 'rate' expects a number, got 'fast'",
            "p.yaml:5:13: option 'format' expects one of json, lines, csv, got 'xml'",
-           "p.yaml:2:5: missing required option 'path'",
+           "p.yaml:3:5: missing required option 'path'",
            "p.yaml:8:11: unknown operator type 'filtr'",
            "p.yaml:14:5: unknown option 'colour' for console sink (known: format)", NULL);
 }
