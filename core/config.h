@@ -72,7 +72,17 @@ typedef struct sl_pipeline_cfg {
 
     char *metrics_listen;         /* NULL with `listen: false`; absent or
                                      `listen: true` = 127.0.0.1:9464 */
-    bool metrics_default;         /* listen was not written: a busy port only warns */
+    bool metrics_default;         /* nothing about the endpoint was written (no
+                                     listen, auth or TLS): a busy port only warns */
+    /* Basic auth and TLS of the endpoint; NULL when not set. Each pair is
+     * whole or absent (checked here). The password comes from `password:` or
+     * the first line of `password_file:`; it is never logged, and wiped when
+     * the config is freed. The TLS files were readable when the config was
+     * read; http.c reads them when the endpoint starts. */
+    char *metrics_username;
+    char *metrics_password;
+    char *metrics_tls_cert;       /* PEM paths, relative to the working folder */
+    char *metrics_tls_key;
     size_t nplugin_path;
     char **plugin_path;           /* resolved relative to the pipeline file's folder */
 

@@ -870,8 +870,8 @@ static void test_json_and_object_lists(void)
            "p.yaml:2:5: missing required option 'metrics.0.value'", "missing field, at the item");
     is_str(d.count > 1 ? d.messages[1] : NULL,
            "p.yaml:3:5: option 'metrics.1' expects a mapping, got '5'", "not a mapping");
-    ok(d.count > 2 && strncmp(d.messages[2], "p.yaml:4:25: unknown option 'metrics.2.bogus'",
-                              46) == 0,
+    static const char unknown[] = "p.yaml:4:25: unknown option 'metrics.2.bogus'";
+    ok(d.count > 2 && strncmp(d.messages[2], unknown, sizeof unknown - 1) == 0,
        "unknown key in an item: %s", d.count > 2 ? d.messages[2] : "");
     sl_options_free(push_opts, &pc);
     sl_diag_free(&d);
