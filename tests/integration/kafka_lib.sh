@@ -47,8 +47,7 @@ kafka_require() {
     [ -x "$SLUICE" ] || bail_out "no sluice binary at $SLUICE (build first, or set SLUICE)"
     [ -x "$KAFKA_MOCK" ] ||
         bail_out "no mock Kafka cluster at $KAFKA_MOCK (make check builds tests/tools/kafka-mock)"
-    [ -f "$SLUICE_PLUGIN_PATH/kafka.so" ] ||
-        bail_out "no kafka.so in SLUICE_PLUGIN_PATH=$SLUICE_PLUGIN_PATH (build first)"
+    require_plugin kafka
 }
 
 _mock_n=0

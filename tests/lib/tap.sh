@@ -131,6 +131,17 @@ require_cmd() {
     return 1
 }
 
+# require_plugin NAME: NAME.so is in a folder of $SLUICE_PLUGIN_PATH
+# (make check points it at the build tree's loadable plugins).
+require_plugin() {
+    local d dirs
+    IFS=: read -ra dirs <<<"${SLUICE_PLUGIN_PATH:-}"
+    for d in "${dirs[@]}"; do
+        [ -f "$d/$1.so" ] && return 0
+    done
+    bail_out "no $1.so in SLUICE_PLUGIN_PATH=${SLUICE_PLUGIN_PATH:-} (build first)"
+}
+
 # sanitized_build: true when $SLUICE was built with AddressSanitizer, which
 # makes it several times slower and bigger: tests scale their time and
 # memory bounds, never their checks.
