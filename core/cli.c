@@ -367,7 +367,8 @@ static int start_metrics(sl_runtime *rt, sl_http **out)
     const char *colon = strrchr(addr, ':');
     size_t hl = colon ? (size_t)(colon - addr) : strlen(addr);
     snprintf(host, sizeof host, "%.*s", (int)hl, addr);
-    sl_log(SLUICE_LOG_INFO, NULL, "metrics on http://%s:%u/metrics", host, sl_http_port(h));
+    sl_log(SLUICE_LOG_INFO, NULL, "metrics on %s://%s:%u/metrics", sl_http_scheme(h), host,
+           sl_http_port(h));
     *out = h;
     return 0;
 }

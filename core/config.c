@@ -29,9 +29,13 @@
 
 #include "record.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define MAX_BATCH_SIZE 1048576
 #define DEFAULT_CHECKPOINT_DIR "./.sluice/checkpoints"
@@ -275,21 +279,9 @@ static void read_paths(sl_pipeline_cfg *cfg, sl_diag *diag)
         cfg->events_log = xstrdup(v);
 }
 
-static void read_metrics(sl_pipeline_cfg *cfg, sl_diag *diag)
+/* metrics.listen: host:port, or a bool (true = the default address). */
+static void read_metrics_listen(sl_pipeline_cfg *cfg, const sl_node *m, sl_diag *diag)
 {
-    static const char *const keys[] = {"listen", NULL};
-    const sl_node *m = sl_node_get(cfg->root, "metrics");
-    /* On by default on loopback, as Prometheus exporters are. */
-    cfg->metrics_listen = xstrdup(DEFAULT_METRICS_LISTEN);
-    cfg->metrics_default = true;
-    if (!m || sl_node_is_null(m))
-        return;
-    if (m->kind != SL_NODE_MAP) {
-        sl_diag_add(diag, m->line, m->col, "metrics expects a mapping (listen), got %s",
-                    m->kind == SL_NODE_SEQ ? "a list" : "a plain value");
-        return;
-    }
-    check_keys(m, keys, "key", " in metrics", diag);
     const sl_node *n = sl_node_get(m, "listen");
     bool on;
     if (!n)
@@ -301,6 +293,152 @@ static void read_metrics(sl_pipeline_cfg *cfg, sl_diag *diag)
         cfg->metrics_listen = on ? xstrdup(DEFAULT_METRICS_LISTEN) : NULL;
     else if (want_scalar(n, "metrics.listen", "host:port or false", diag))
         cfg->metrics_listen = xstrdup(n->value);
+}
+
+/* A non-empty scalar; messages never quote the value (it may be a secret). */
+static const char *want_secret(const sl_node *n, const char *what, const char *expects,
+                               sl_diag *diag)
+{
+    const char *v = want_scalar(n, what, expects, diag);
+    if (v && !*v) {
+        sl_diag_add(diag, n->line, n->col, "%s is empty", what);
+        return NULL;
+    }
+    return v;
+}
+
+/* The first line of a password file, without its line ending (as
+ * Kubernetes secrets and `echo pw > file` both write it). NULL with a
+ * message at the option when the file cannot be read or the line is empty. */
+static char *read_password_file(const sl_node *n, const char *path, sl_diag *diag)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        sl_diag_add(diag, n->line, n->col, "metrics.password_file '%s': %s", path,
+                    strerror(errno));
+        return NULL;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len = getline(&line, &cap, f);
+    int saved = errno;
+    bool failed = ferror(f);
+    fclose(f);
+    if (len > 0)
+        line[strcspn(line, "\r\n")] = '\0';
+    if (len < 0 || !line[0]) {
+        if (line)
+            explicit_bzero(line, cap);
+        free(line);
+        sl_diag_add(diag, n->line, n->col, "metrics.password_file '%s': %s", path,
+                    failed ? strerror(saved) : "the first line is empty");
+        return NULL;
+    }
+    return line;
+}
+
+/* metrics.username with metrics.password or metrics.password_file: basic
+ * auth takes both, so one without the other is a mistake, not "no auth". */
+static void read_metrics_auth(sl_pipeline_cfg *cfg, const sl_node *m, sl_diag *diag)
+{
+    const sl_node *user = sl_node_get(m, "username"), *pass = sl_node_get(m, "password");
+    const sl_node *file = sl_node_get(m, "password_file");
+    const char *v;
+    if (user && (v = want_secret(user, "metrics.username", "a user name", diag))) {
+        if (strchr(v, ':'))
+            sl_diag_add(diag, user->line, user->col, "metrics.username may not contain ':' "
+                        "(basic auth puts one between the user name and the password)");
+        else
+            cfg->metrics_username = xstrdup(v);
+    }
+    if (pass && file) {
+        const sl_node *key = sl_node_key(m, "password_file");
+        sl_diag_add(diag, key->line, key->col, "metrics.password and metrics.password_file "
+                    "are both set: give one");
+    } else if (pass && (v = want_secret(pass, "metrics.password", "a password", diag))) {
+        cfg->metrics_password = xstrdup(v);
+    } else if (file && (v = want_scalar(file, "metrics.password_file", "a file path", diag))) {
+        cfg->metrics_password = read_password_file(file, v, diag);
+    }
+    if (user && !pass && !file) {
+        const sl_node *key = sl_node_key(m, "username");
+        sl_diag_add(diag, key->line, key->col, "metrics.username needs metrics.password or "
+                    "metrics.password_file (basic auth takes both)");
+    } else if (!user && (pass || file)) {
+        const char *name = pass ? "password" : "password_file";
+        const sl_node *key = sl_node_key(m, name);
+        sl_diag_add(diag, key->line, key->col, "metrics.%s needs metrics.username (basic "
+                    "auth takes both)", name);
+    }
+}
+
+/* A TLS file the endpoint will read at start: that it is there and
+ * readable is known now, so say so with the option's position. */
+static char *want_readable_file(const sl_node *n, const char *what, sl_diag *diag)
+{
+    const char *path = want_scalar(n, what, "a PEM file path", diag);
+    if (!path)
+        return NULL;
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        sl_diag_add(diag, n->line, n->col, "%s '%s': %s", what, path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    close(fd);
+    if (!S_ISREG(st.st_mode)) {
+        sl_diag_add(diag, n->line, n->col, "%s '%s': not a regular file", what, path);
+        return NULL;
+    }
+    return xstrdup(path);
+}
+
+/* metrics.tls_cert and metrics.tls_key: HTTPS needs both. */
+static void read_metrics_tls(sl_pipeline_cfg *cfg, const sl_node *m, sl_diag *diag)
+{
+    const sl_node *cert = sl_node_get(m, "tls_cert"), *key = sl_node_get(m, "tls_key");
+    if (cert)
+        cfg->metrics_tls_cert = want_readable_file(cert, "metrics.tls_cert", diag);
+    if (key)
+        cfg->metrics_tls_key = want_readable_file(key, "metrics.tls_key", diag);
+    if (cert && !key) {
+        const sl_node *k = sl_node_key(m, "tls_cert");
+        sl_diag_add(diag, k->line, k->col, "metrics.tls_cert needs metrics.tls_key (TLS "
+                    "takes both)");
+    } else if (key && !cert) {
+        const sl_node *k = sl_node_key(m, "tls_key");
+        sl_diag_add(diag, k->line, k->col, "metrics.tls_key needs metrics.tls_cert (TLS "
+                    "takes both)");
+    }
+}
+
+static void read_metrics(sl_pipeline_cfg *cfg, sl_diag *diag)
+{
+    static const char *const keys[] = {"listen", "username", "password", "password_file",
+                                       "tls_cert", "tls_key", NULL};
+    const sl_node *m = sl_node_get(cfg->root, "metrics");
+    /* On by default on loopback, as Prometheus exporters are. */
+    cfg->metrics_listen = xstrdup(DEFAULT_METRICS_LISTEN);
+    cfg->metrics_default = true;
+    if (!m || sl_node_is_null(m))
+        return;
+    if (m->kind != SL_NODE_MAP) {
+        sl_diag_add(diag, m->line, m->col, "metrics expects a mapping (listen, username, "
+                    "password, password_file, tls_cert, tls_key), got %s",
+                    m->kind == SL_NODE_SEQ ? "a list" : "a plain value");
+        return;
+    }
+    check_keys(m, keys, "key", " in metrics", diag);
+    read_metrics_listen(cfg, m, diag);
+    read_metrics_auth(cfg, m, diag);
+    read_metrics_tls(cfg, m, diag);
+    /* Securing the endpoint is asking for it: if it cannot be served (even
+     * on the default port), the run stops rather than going on without it. */
+    for (size_t i = 1; keys[i]; i++)
+        if (sl_node_key(m, keys[i]))
+            cfg->metrics_default = false;
 }
 
 static void add_plugin_dir(sl_pipeline_cfg *cfg, const char *dir)
@@ -740,6 +878,12 @@ void sl_config_free(sl_pipeline_cfg *cfg)
     free(cfg->shutdown_file);
     free(cfg->events_log);
     free(cfg->metrics_listen);
+    free(cfg->metrics_username);
+    if (cfg->metrics_password)
+        explicit_bzero(cfg->metrics_password, strlen(cfg->metrics_password));
+    free(cfg->metrics_password);
+    free(cfg->metrics_tls_cert);
+    free(cfg->metrics_tls_key);
     free(cfg->name);
     free(cfg->file);
     sl_node_free(cfg->root);

@@ -9,21 +9,43 @@
  *   /status   JSON: each stage's kind, type, records, errors, watermark and
  *             queue depth, and the last checkpoint
  * Every response is built whole in memory and handed to MHD to free.
+ *
+ * Basic auth (metrics.username + password): /metrics, /status and unknown
+ * paths answer 401 with `WWW-Authenticate: Basic realm="sluice"` unless the
+ * request carries the right credentials; /healthz and /ready stay open,
+ * because liveness and readiness probes (Kubernetes httpGet) usually cannot
+ * send credentials and those two tell nothing but "alive" and "ready".
+ * Prometheus can send them (basic_auth in its scrape config). Both user and
+ * password are compared in time that depends only on what the client sent,
+ * and the client's password is wiped before it is freed.
+ *
+ * TLS (metrics.tls_cert + tls_key): the PEM files are read here at start and
+ * handed to libmicrohttpd's GnuTLS; the endpoint then speaks HTTPS only. A
+ * key GnuTLS rejects (or that does not match the certificate) fails the
+ * start with GnuTLS's reason, which libmicrohttpd logs through us.
+ *
+ * libmicrohttpd's own messages go to the sluice log, rate limited once the
+ * daemon runs (a port scanner's failed handshakes must not flood it).
  */
 #include "http.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "log.h"
 #include "metrics.h"
 
 #if MHD_VERSION < 0x00097002
@@ -33,12 +55,26 @@ typedef enum MHD_Result MHD_Result_t;
 #endif
 
 #define READY_CHECKPOINT_INTERVALS 3
+#define AUTH_REALM "sluice"
+#define MAX_PEM_BYTES (1024 * 1024)
+#define MHD_LOG_INTERVAL_S 10
 
 struct sl_http {
     sl_runtime *rt;
     struct MHD_Daemon *daemon;
     int fd;
     unsigned port;
+    const char *username;         /* rt->cfg's; NULL: no auth */
+    const char *password;
+    char *cert_pem;               /* NULL: plain HTTP */
+    char *key_pem;                /* wiped when freed */
+
+    /* libmicrohttpd's messages: kept for the error while starting, logged
+     * (rate limited) once running. */
+    pthread_mutex_t log_lock;
+    bool running;
+    char start_error[256];
+    sl_ratelimit log_limit;
 };
 
 /* ---- binding ----------------------------------------------------------------- */
@@ -116,6 +152,91 @@ static int bind_listen(const char *addr, unsigned *bound_port, char *err, size_t
                                 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                 : ((struct sockaddr_in *)&ss)->sin_port);
     return fd;
+}
+
+/* Loopback is 127.0.0.0/8, ::1 and ::ffff:127.x.y.z; the address actually
+ * bound decides, so `localhost:9464` counts as loopback too. */
+static bool bound_to_loopback(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
+        return false;
+    if (ss.ss_family == AF_INET)
+        return ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24 == 127;
+    if (ss.ss_family == AF_INET6) {
+        const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return false;
+}
+
+static void warn_if_open_to_network(const sl_http *h, const char *addr)
+{
+    if (h->username || bound_to_loopback(h->fd))
+        return;
+    char host[256], port[16];
+    if (!split_listen(addr, host, sizeof host, port, sizeof port))
+        snprintf(host, sizeof host, "%s", addr);
+    bool v6 = strchr(host, ':') != NULL;
+    sl_log(SLUICE_LOG_WARN, NULL, "metrics endpoint on %s%s%s:%u without authentication: "
+           "anyone who can reach it reads /metrics and /status (set metrics.username and "
+           "metrics.password, or listen on 127.0.0.1)", v6 ? "[" : "", host, v6 ? "]" : "",
+           h->port);
+}
+
+/* ---- basic auth ---------------------------------------------------------------- */
+
+/* Equal strings, in time that depends on given's length only, never on
+ * where it first differs from want nor on want's length. */
+static bool same_secret(const char *given, const char *want)
+{
+    size_t gl = strlen(given), wl = strlen(want);
+    volatile unsigned diff = gl != wl;
+    if (wl == 0)
+        return gl == 0;
+    for (size_t i = 0; i < gl; i++)
+        diff |= (unsigned char)given[i] ^ (unsigned char)want[i % wl];
+    return diff == 0;
+}
+
+static bool authorized(const sl_http *h, struct MHD_Connection *conn)
+{
+    char *pass = NULL;
+    char *user = MHD_basic_auth_get_username_password(conn, &pass);
+    bool ok = false;
+    if (user && pass) {
+        bool user_ok = same_secret(user, h->username);
+        bool pass_ok = same_secret(pass, h->password); /* both, always */
+        ok = user_ok && pass_ok;
+    }
+    if (pass) {
+        explicit_bzero(pass, strlen(pass));
+        MHD_free(pass);
+    }
+    if (user)
+        MHD_free(user);
+    return ok;
+}
+
+/* Liveness and readiness probes usually cannot send credentials; these two
+ * routes reveal nothing but "alive" and "ready". */
+static bool open_route(const char *url)
+{
+    return strcmp(url, "/healthz") == 0 || strcmp(url, "/ready") == 0;
+}
+
+static MHD_Result_t deny(struct MHD_Connection *conn)
+{
+    static const char body[] = "unauthorized: this endpoint needs basic auth credentials\n";
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        sizeof body - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
+    MHD_Result_t rc = MHD_queue_basic_auth_fail_response(conn, AUTH_REALM, resp);
+    MHD_destroy_response(resp);
+    return rc;
 }
 
 /* ---- handlers ---------------------------------------------------------------- */
@@ -238,6 +359,8 @@ static MHD_Result_t handle(void *cls, struct MHD_Connection *conn, const char *u
     sl_http *h = cls;
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
         return respond_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
+    if (h->username && !open_route(url) && !authorized(h, conn))
+        return deny(conn);
     if (strcmp(url, "/metrics") == 0) {
         sluice_buf b = {0};
         if (sl_metrics_render(h->rt, &b) != 0) {
@@ -260,27 +383,173 @@ static MHD_Result_t handle(void *cls, struct MHD_Connection *conn, const char *u
                         "not found: try /metrics, /healthz, /ready or /status\n");
 }
 
+/* ---- libmicrohttpd's messages -------------------------------------------------- */
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    sl_http *h = cls;
+    char msg[sizeof h->start_error];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    msg[strcspn(msg, "\r\n")] = '\0';
+    pthread_mutex_lock(&h->log_lock);
+    uint64_t suppressed = 0;
+    if (!h->running) {
+        if (!h->start_error[0]) /* the first says why; the rest follow from it */
+            snprintf(h->start_error, sizeof h->start_error, "%s", msg);
+    } else if (sl_ratelimit_pass(&h->log_limit, &suppressed)) {
+        if (suppressed)
+            sl_log(SLUICE_LOG_WARN, NULL, "metrics endpoint: %s (%llu similar messages "
+                   "not shown)", msg, (unsigned long long)suppressed);
+        else
+            sl_log(SLUICE_LOG_WARN, NULL, "metrics endpoint: %s", msg);
+    }
+    pthread_mutex_unlock(&h->log_lock);
+}
+
+/* ---- TLS files ------------------------------------------------------------------- */
+
+/* The whole file, NUL-terminated as MHD wants it; NULL with err set. */
+static char *read_pem(const char *what, const char *path, const char *marker, char *err,
+                      size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        snprintf(err, errlen, "metrics.%s '%s': %s", what, path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size > MAX_PEM_BYTES) {
+        snprintf(err, errlen, "metrics.%s '%s': %s", what, path,
+                 S_ISREG(st.st_mode) ? "larger than 1 MiB: not a PEM file"
+                                     : "not a regular file");
+        close(fd);
+        return NULL;
+    }
+    char *pem = malloc((size_t)st.st_size + 1);
+    size_t len = 0;
+    ssize_t n = 0;
+    while (pem && len < (size_t)st.st_size &&
+           (n = read(fd, pem + len, (size_t)st.st_size - len)) > 0)
+        len += (size_t)n;
+    int saved = errno;
+    close(fd);
+    if (!pem || n < 0) {
+        snprintf(err, errlen, "metrics.%s '%s': %s", what, path,
+                 pem ? strerror(saved) : "out of memory");
+        free(pem);
+        return NULL;
+    }
+    pem[len] = '\0';
+    if (!strstr(pem, marker)) {
+        snprintf(err, errlen, "metrics.%s '%s': no PEM %s in it (a line with '%s')", what,
+                 path, strcmp(what, "tls_key") == 0 ? "private key" : "certificate", marker);
+        explicit_bzero(pem, len);
+        free(pem);
+        return NULL;
+    }
+    return pem;
+}
+
+static void free_secret(char *s)
+{
+    if (s)
+        explicit_bzero(s, strlen(s));
+    free(s);
+}
+
+static int load_tls(sl_http *h, const sl_pipeline_cfg *cfg, char *err, size_t errlen)
+{
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+        snprintf(err, errlen, "metrics.tls_cert is set, but this libmicrohttpd was built "
+                 "without TLS (GnuTLS) support: install one with it, or remove tls_cert "
+                 "and tls_key");
+        return -1;
+    }
+    h->cert_pem = read_pem("tls_cert", cfg->metrics_tls_cert, "-----BEGIN CERTIFICATE-----",
+                           err, errlen);
+    if (h->cert_pem)
+        h->key_pem = read_pem("tls_key", cfg->metrics_tls_key, "PRIVATE KEY-----", err, errlen);
+    return h->cert_pem && h->key_pem ? 0 : -1;
+}
+
 /* ---- lifetime ---------------------------------------------------------------- */
+
+static void free_http(sl_http *h)
+{
+    free(h->cert_pem);
+    free_secret(h->key_pem);
+    pthread_mutex_destroy(&h->log_lock);
+    free(h);
+}
+
+static struct MHD_Daemon *start_daemon(sl_http *h)
+{
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    struct MHD_OptionItem tls[] = {
+        {MHD_OPTION_HTTPS_MEM_CERT, 0, h->cert_pem},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, h->key_pem},
+        {MHD_OPTION_END, 0, NULL}};
+    if (h->cert_pem)
+        flags |= MHD_USE_TLS;
+    else
+        tls[0].option = MHD_OPTION_END;
+    /* The logger first: MHD logs the options after it through it. */
+    return MHD_start_daemon(flags, 0, NULL, NULL, handle, h, MHD_OPTION_EXTERNAL_LOGGER,
+                            mhd_log, h, MHD_OPTION_LISTEN_SOCKET, h->fd,
+                            MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_ARRAY, tls,
+                            MHD_OPTION_END);
+}
 
 sl_http *sl_http_start(sl_runtime *rt, const char *listen_addr, char *err, size_t errlen)
 {
-    unsigned port;
-    int fd = bind_listen(listen_addr, &port, err, errlen);
-    if (fd < 0)
-        return NULL;
+    const sl_pipeline_cfg *cfg = rt->cfg;
     sl_http *h = calloc(1, sizeof *h);
-    h->rt = rt;
-    h->fd = fd;
-    h->port = port;
-    h->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL,
-                                 NULL, handle, h, MHD_OPTION_LISTEN_SOCKET, fd,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
-    if (!h->daemon) {
-        snprintf(err, errlen, "metrics.listen '%s': cannot start the HTTP server", listen_addr);
-        close(fd);
-        free(h);
+    if (!h) {
+        snprintf(err, errlen, "metrics: out of memory");
         return NULL;
     }
+    h->rt = rt;
+    h->fd = -1;
+    h->username = cfg->metrics_username;
+    h->password = cfg->metrics_password;
+    h->log_limit = (sl_ratelimit)SL_RATELIMIT_INIT(MHD_LOG_INTERVAL_S);
+    pthread_mutex_init(&h->log_lock, NULL);
+    if ((h->username && !h->password) || (cfg->metrics_tls_cert && !cfg->metrics_tls_key)) {
+        snprintf(err, errlen, "metrics: basic auth and TLS each need both of their settings");
+        free_http(h);
+        return NULL;
+    }
+    if (cfg->metrics_tls_cert && load_tls(h, cfg, err, errlen) != 0) {
+        free_http(h);
+        return NULL;
+    }
+    h->fd = bind_listen(listen_addr, &h->port, err, errlen);
+    if (h->fd < 0) {
+        free_http(h);
+        return NULL;
+    }
+    h->daemon = start_daemon(h);
+    if (!h->daemon) {
+        if (h->cert_pem)
+            snprintf(err, errlen, "metrics: cannot serve HTTPS with tls_cert '%s' and "
+                     "tls_key '%s': %s", cfg->metrics_tls_cert, cfg->metrics_tls_key,
+                     h->start_error[0] ? h->start_error
+                                       : "not a usable certificate and matching key");
+        else
+            snprintf(err, errlen, "metrics.listen '%s': cannot start the HTTP server%s%s",
+                     listen_addr, h->start_error[0] ? ": " : "", h->start_error);
+        close(h->fd);
+        free_http(h);
+        return NULL;
+    }
+    pthread_mutex_lock(&h->log_lock);
+    h->running = true;
+    if (h->start_error[0]) /* a warning while starting that did not stop it */
+        sl_log(SLUICE_LOG_WARN, NULL, "metrics endpoint: %s", h->start_error);
+    pthread_mutex_unlock(&h->log_lock);
+    warn_if_open_to_network(h, listen_addr);
     return h;
 }
 
@@ -289,10 +558,15 @@ unsigned sl_http_port(const sl_http *h)
     return h->port;
 }
 
+const char *sl_http_scheme(const sl_http *h)
+{
+    return h->cert_pem ? "https" : "http";
+}
+
 void sl_http_stop(sl_http *h)
 {
     if (!h)
         return;
     MHD_stop_daemon(h->daemon); /* closes the listening socket it was given */
-    free(h);
+    free_http(h);
 }
