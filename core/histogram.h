@@ -19,6 +19,15 @@
 
 #define SL_HIST_BUCKETS 18
 
+/* The timing histograms of the data path (clock reads per batch, a bucket
+ * per record at sinks) can be compiled out with -DSLUICE_NO_TIMING. Only
+ * scripts/bench-metrics does, to measure what they cost (BENCHMARKS.md). */
+#ifdef SLUICE_NO_TIMING
+#define SL_TIMING 0
+#else
+#define SL_TIMING 1
+#endif
+
 extern const double sl_hist_bounds[SL_HIST_BUCKETS]; /* upper bounds, seconds */
 
 typedef struct sl_histogram {

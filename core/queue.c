@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "histogram.h"
 #include "log.h"
 
 struct sl_queue {
@@ -88,7 +89,7 @@ int64_t sl_queue_push(sl_queue *q, const sl_item *item)
     }
     sl_item *slot = &q->ring[(q->head + q->count) % q->cap];
     *slot = *item;
-    slot->enqueued_ns = sl_now_ns();
+    slot->enqueued_ns = SL_TIMING ? sl_now_ns() : 0;
     q->count++;
     if (item->kind == SL_ITEM_BATCH)
         q->batches++;

@@ -561,22 +561,24 @@ static void handle_batch(sluice_ctx *ctx, const sl_item *it)
     sluice_batch *b = it->batch;
     atomic_fetch_add_explicit(&ctx->records_in, b->count, memory_order_relaxed);
     atomic_fetch_add_explicit(&ctx->batches_in, 1, memory_order_relaxed);
-    int64_t started = sl_now_ns();
-    if (it->enqueued_ns)
+    int64_t started = SL_TIMING ? sl_now_ns() : 0;
+    if (SL_TIMING && it->enqueued_ns)
         sl_hist_observe_ns(&ctx->queue_wait, started - it->enqueued_ns);
     if (!ctx->failed) {
         char err[1024] = "";
         int rc = ctx->cfg->kind == SLUICE_SINK
                      ? write_batch(ctx, b, err, sizeof err)
                      : ctx->def->process(ctx->self, b, it->input, err, sizeof err);
-        int64_t done = sl_now_ns();
-        sl_hist_observe_ns(&ctx->batch_time, done - started);
+        int64_t done = SL_TIMING ? sl_now_ns() : 0;
+        if (SL_TIMING)
+            sl_hist_observe_ns(&ctx->batch_time, done - started);
         if (rc == SLUICE_ERROR)
             stage_fail(ctx, ctx->cfg->kind == SLUICE_SINK ? "write failed" : "process failed",
                        err);
         else if (ctx->cfg->kind == SLUICE_SINK) {
             atomic_fetch_add_explicit(&ctx->records_out, b->count, memory_order_relaxed);
-            observe_latency(ctx, b, done);
+            if (SL_TIMING)
+                observe_latency(ctx, b, done);
         }
         sl_stage_flush_errors(ctx);
     }
