@@ -116,6 +116,13 @@ curl -s "$GW/metrics" >"$T/a.all"
 ok "a) what the gateway serves is clean under promtool check metrics" \
     sh -c "promtool check metrics <'$T/a.all'"
 
+# The example pipeline, pushing to this gateway.
+(cd "$SRCDIR" && PUSHGATEWAY_URL=$GW HOSTNAME=ex "$SLUICE" run etc/examples/service-metrics-push.yaml) \
+    >"$T/example.log" 2>&1
+is "$?" 0 "a) etc/examples/service-metrics-push.yaml runs"
+is "$(pushed "$GW/metrics" | grep -c '^service_requests{instance="ex",job="service-metrics",service="[a-z]*"} [1-9]')" 5 \
+    "a) ... and leaves a request count for each of the log's 5 services in the gateway"
+
 # ---- b) pushes every interval while running ------------------------------------------
 : >"$T/live.jsonl"
 cat >"$T/b.yaml" <<EOF
