@@ -6,7 +6,7 @@
 #   a. a 4-partition topic, partitions 0-2 fed continuously (one record per
 #      partition every 100 ms, event time from a field, 1 s of event time
 #      per tick), partition 3 idle; tumbling 10 s windows with
-#      `watermark: {idle_timeout: 1s}`: the first windows fire while sluice
+#      `watermark: {idle_timeout: 3s}`: the first windows fire while sluice
 #      runs, with exactly the right count and sum, once each, nothing late;
 #   b. the same without idle_timeout: the idle partition holds every window
 #      open (checked for 2 s after the others are 25 s of event time ahead);
@@ -94,7 +94,9 @@ WANT0="30/30135 "
 WANT1="30/30435 "
 
 # ---- a. idle partition released by idle_timeout ------------------------------------
-window_yaml "$T/a.yaml" wm_a "{max_delay: 0s, idle_timeout: 1s}"
+# 3 s: long enough that a loaded machine fetching one partition late does
+# not make it idle (and its records late) before its first fetch.
+window_yaml "$T/a.yaml" wm_a "{max_delay: 0s, idle_timeout: 3s}"
 feed wm_a
 sluice_bg a "$T/a.yaml"
 ok "idle_timeout: [0,10) and [10,20) fire while partition 3 gets nothing" \
