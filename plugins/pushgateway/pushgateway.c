@@ -374,20 +374,24 @@ static int pg_create(const sluice_host *host, sluice_ctx *ctx, const void *confi
     }
     if (!ok) {
         snprintf(err, errlen, "bad pushgateway options");
-        return SLUICE_ERROR;
+        goto fail;
     }
 
     pg->gauges = pg_gauges_new((size_t)cfg->max_series);
     pg->url = pg->gauges ? pg_group_url(cfg->url, job, &cfg->grouping) : NULL;
     if (!pg->url || !compile_specs(pg, cfg)) {
         snprintf(err, errlen, "out of memory");
-        return SLUICE_ERROR;
+        goto fail;
     }
     pg->series_held = host->metric_series(
         host->metric_new(ctx, "sluice_pushgateway_series", SLUICE_GAUGE,
                          "Series made from records that the sink pushes.", NULL),
         NULL);
     return SLUICE_OK;
+fail: /* the core destroys only what create() made */
+    pg_destroy(pg);
+    *self = NULL;
+    return SLUICE_ERROR;
 }
 
 static int pg_start(void *self, char *err, size_t errlen)
