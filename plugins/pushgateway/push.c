@@ -53,37 +53,19 @@ static int64_t monotonic_ms(void)
 
 /* ---- The group's URL ------------------------------------------------------ */
 
-static bool append(sluice_buf *b, const char *p, size_t len)
+static bool append_str(const sluice_host *h, sluice_buf *b, const char *s)
 {
-    if (b->len + len + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + len + 1)
-            cap *= 2;
-        char *d = realloc(b->data, cap);
-        if (!d)
-            return false;
-        b->data = d;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, p, len);
-    b->len += len;
-    b->data[b->len] = 0;
-    return true;
+    return h->buf_append(b, s, strlen(s)) == SLUICE_OK;
 }
 
-static bool append_str(sluice_buf *b, const char *s)
-{
-    return append(b, s, strlen(s));
-}
-
-static bool append_base64url(sluice_buf *b, const char *s)
+static bool append_base64url(const sluice_host *h, sluice_buf *b, const char *s)
 {
     static const char alphabet[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     const unsigned char *p = (const unsigned char *)s;
     size_t len = strlen(s);
     if (len == 0)
-        return append_str(b, "="); /* the gateway's spelling of an empty value */
+        return append_str(h, b, "="); /* the gateway's spelling of an empty value */
     for (size_t i = 0; i < len; i += 3) {
         uint32_t v = (uint32_t)p[i] << 16;
         if (i + 1 < len)
@@ -93,49 +75,52 @@ static bool append_base64url(sluice_buf *b, const char *s)
         char quad[4] = {alphabet[(v >> 18) & 63], alphabet[(v >> 12) & 63],
                         i + 1 < len ? alphabet[(v >> 6) & 63] : '=',
                         i + 2 < len ? alphabet[v & 63] : '='};
-        if (!append(b, quad, 4))
+        if (h->buf_append(b, quad, 4) != SLUICE_OK)
             return false;
     }
     return true;
 }
 
-static bool append_segment(sluice_buf *b, const char *label, const char *value)
+static bool append_segment(const sluice_host *h, sluice_buf *b, const char *label,
+                           const char *value)
 {
-    if (!append_str(b, "/") || !append_str(b, label))
+    if (!append_str(h, b, "/") || !append_str(h, b, label))
         return false;
     if (!*value || strchr(value, '/'))
-        return append_str(b, "@base64/") && append_base64url(b, value);
+        return append_str(h, b, "@base64/") && append_base64url(h, b, value);
     char *escaped = curl_easy_escape(NULL, value, 0);
-    bool ok = escaped && append_str(b, "/") && append_str(b, escaped);
+    bool ok = escaped && append_str(h, b, "/") && append_str(h, b, escaped);
     curl_free(escaped);
     return ok;
 }
 
-char *pg_group_url(const char *base, const char *job, const sluice_map *grouping)
+char *pg_group_url(const sluice_host *h, const char *base, const char *job,
+                   const sluice_map *grouping)
 {
     sluice_buf b = {0};
     size_t baselen = strlen(base);
     while (baselen && base[baselen - 1] == '/')
         baselen--;
-    bool ok = append(&b, base, baselen) && append_str(&b, "/metrics") &&
-              append_segment(&b, "job", job);
+    bool ok = h->buf_append(&b, base, baselen) == SLUICE_OK &&
+              append_str(h, &b, "/metrics") && append_segment(h, &b, "job", job);
     for (size_t i = 0; ok && grouping && i < grouping->count; i++)
-        ok = append_segment(&b, grouping->keys[i], grouping->values[i]);
-    if (!ok) {
-        free(b.data);
+        ok = append_segment(h, &b, grouping->keys[i], grouping->values[i]);
+    if (!ok || h->buf_append(&b, "", 1) != SLUICE_OK) {
+        h->buf_free(&b);
         return NULL;
     }
-    return b.data;
+    return b.data; /* buf memory is malloc()ed: the caller free()s it */
 }
 
 /* ---- One push ------------------------------------------------------------- */
 
 static size_t on_response(char *p, size_t size, size_t n, void *arg)
 {
-    sluice_buf *b = arg;
+    pg_pusher *pusher = arg;
+    sluice_buf *b = &pusher->response;
     size_t len = size * n;
     if (b->len < 1024) /* the first line or so is all a message needs */
-        append(b, p, len < 1024 - b->len ? len : 1024 - b->len);
+        pusher->s.host->buf_append(b, p, len < 1024 - b->len ? len : 1024 - b->len);
     return len;
 }
 
@@ -159,7 +144,7 @@ static bool setup_curl(pg_pusher *p, char *err, size_t errlen)
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)p->s.timeout_ms);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_response);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &p->response);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, p);
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, p);
@@ -192,9 +177,10 @@ static void first_line(const sluice_buf *b, char *out, size_t len)
 static bool push_once(pg_pusher *p, char *err, size_t errlen)
 {
     sluice_buf body = {0};
+    const sluice_host *h = p->s.host;
     if (p->s.body(p->s.arg, &body) != 0) {
         snprintf(err, errlen, "out of memory building the metrics");
-        free(body.data);
+        h->buf_free(&body);
         return false;
     }
     struct curl_slist *headers =
@@ -208,7 +194,7 @@ static bool push_once(pg_pusher *p, char *err, size_t errlen)
     long status = 0;
     curl_easy_getinfo(p->curl, CURLINFO_RESPONSE_CODE, &status);
     curl_slist_free_all(headers);
-    free(body.data);
+    h->buf_free(&body);
 
     if (rc != CURLE_OK) {
         snprintf(err, errlen, "%s", p->curl_error[0] ? p->curl_error : curl_easy_strerror(rc));
@@ -407,7 +393,7 @@ void pg_pusher_free(pg_pusher *p)
         curl_easy_cleanup(p->curl);
     pthread_cond_destroy(&p->wake);
     pthread_mutex_destroy(&p->lock);
-    free(p->response.data);
+    p->s.host->buf_free(&p->response);
     free(p->url);
     free(p->username);
     free(p->password);

@@ -40,7 +40,8 @@ typedef struct pg_push_settings {
  * value percent-encoded, or base64url-encoded ("<label>@base64/<value>")
  * when it holds a '/' or is empty, as the Pushgateway's API asks. NULL when
  * out of memory. The caller frees it. */
-char *pg_group_url(const char *base, const char *job, const sluice_map *grouping);
+char *pg_group_url(const sluice_host *h, const char *base, const char *job,
+                   const sluice_map *grouping);
 
 /* Strings in s are copied. NULL with a message in err on failure. */
 pg_pusher *pg_pusher_new(const pg_push_settings *s, char *err, size_t errlen);

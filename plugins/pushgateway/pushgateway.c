@@ -264,24 +264,6 @@ static bool compile_specs(pg_sink *pg, const pg_config *cfg)
 
 /* ---- The body of a push --------------------------------------------------------- */
 
-static int buf_append(sluice_buf *b, const char *p, size_t len)
-{
-    if (b->len + len + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + len + 1)
-            cap *= 2;
-        char *d = realloc(b->data, cap);
-        if (!d)
-            return -1;
-        b->data = d;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, p, len);
-    b->len += len;
-    b->data[b->len] = 0;
-    return 0;
-}
-
 /* The runtime's text minus the process_* families: the gateway has its own
  * process_* metrics, and families it also exposes must match them in every
  * HELP text, which a push from another program cannot promise. */
@@ -297,12 +279,12 @@ static int runtime_metrics(pg_sink *pg, sluice_buf *out)
         if (strncmp(p, "# HELP ", 7) == 0 || strncmp(p, "# TYPE ", 7) == 0)
             name = p + 7;
         if (strncmp(name, "process_", 8) != 0)
-            rc = buf_append(out, p, (size_t)(next - p));
+            rc = pg->host->buf_append(out, p, (size_t)(next - p));
         p = next;
     }
     pg->host->buf_free(&all);
     if (rc == 0 && out->len && out->data[out->len - 1] != '\n')
-        rc = buf_append(out, "\n", 1);
+        rc = pg->host->buf_append(out, "\n", 1);
     return rc;
 }
 
@@ -312,7 +294,7 @@ static int build_body(void *arg, sluice_buf *out)
     pg->host->series_set(pg->series_held, (double)pg_gauges_count(pg->gauges));
     if (pg->cfg->push_runtime_metrics && runtime_metrics(pg, out) != 0)
         return -1;
-    return pg_gauges_render(pg->gauges, out, buf_append);
+    return pg_gauges_render(pg->gauges, out, pg->host->buf_append);
 }
 
 /* ---- create / start / destroy ------------------------------------------------------ */
@@ -378,7 +360,7 @@ static int pg_create(const sluice_host *host, sluice_ctx *ctx, const void *confi
     }
 
     pg->gauges = pg_gauges_new((size_t)cfg->max_series);
-    pg->url = pg->gauges ? pg_group_url(cfg->url, job, &cfg->grouping) : NULL;
+    pg->url = pg->gauges ? pg_group_url(host, cfg->url, job, &cfg->grouping) : NULL;
     if (!pg->url || !compile_specs(pg, cfg)) {
         snprintf(err, errlen, "out of memory");
         goto fail;
