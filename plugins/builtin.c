@@ -19,5 +19,6 @@ const sluice_plugin_def *const sl_builtin_plugins[] = {
     &sl_plugin_dedupe_operator,
     &sl_plugin_join_operator,
     &sl_plugin_window_operator,
+    &sl_plugin_lua_operator,
     NULL,
 };

@@ -18,6 +18,7 @@ extern const sluice_plugin_def sl_plugin_map_operator;
 extern const sluice_plugin_def sl_plugin_dedupe_operator;
 extern const sluice_plugin_def sl_plugin_join_operator;
 extern const sluice_plugin_def sl_plugin_window_operator;
+extern const sluice_plugin_def sl_plugin_lua_operator;
 
 /* NULL-terminated. */
 extern const sluice_plugin_def *const sl_builtin_plugins[];
