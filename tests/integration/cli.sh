@@ -13,7 +13,8 @@ out() { cat "$TAP_OUT"; }
 cd "$T" || bail_out "cannot cd to $T"
 example=$SRCDIR/etc/examples/log-analysis.yaml
 input=$SRCDIR/etc/examples/data/access.jsonl
-at_input=(--set "sources.logs.path=$input")
+at_input=(--set "sources.logs.path=$input"
+          --set "operators.rate.script=$SRCDIR/etc/examples/scripts/error_rate.lua")
 
 # ---- version, help, usage errors ------------------------------------------
 status_is 0 "sluice version exits 0" "$SLUICE" version
