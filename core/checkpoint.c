@@ -6,7 +6,7 @@
  * MANIFEST through a temp file, fsync, rename, fsync of the folder. A crash
  * at any point leaves either no MANIFEST (the folder is ignored and later
  * deleted) or a complete checkpoint. Reading trusts nothing: the MANIFEST's
- * own CRC, each state file's length and CRC.
+ * own CRC, each state file's length and CRC (manifest.c).
  */
 #include "checkpoint.h"
 
@@ -22,35 +22,10 @@
 
 #include "json.h"
 #include "log.h"
+#include "manifest.h"
 #include "runtime.h"
 
-#define MANIFEST "MANIFEST"
-#define FORMAT_VERSION 1
-
-/* ---- CRC-32 (IEEE), table-driven ------------------------------------------ */
-
-static uint32_t crc_table[256];
-static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
-
-static void crc_init(void)
-{
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t c = i;
-        for (int k = 0; k < 8; k++)
-            c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-        crc_table[i] = c;
-    }
-}
-
-uint32_t sl_crc32(uint32_t crc, const void *data, size_t len)
-{
-    pthread_once(&crc_once, crc_init);
-    const unsigned char *p = data;
-    crc = ~crc;
-    while (len--)
-        crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
-    return ~crc;
-}
+#define MANIFEST SL_MANIFEST_FILE
 
 static void sl_buf_append_str(sluice_buf *b, const char *s)
 {
@@ -324,7 +299,7 @@ static int write_checkpoint(sl_checkpoint *cp, uint64_t epoch, size_t *bytes)
     sluice_buf m = {0};
     char line[512];
     snprintf(line, sizeof line, "sluice-checkpoint %d\npipeline %s\nepoch %llu\ncreated_ms %lld\n",
-             FORMAT_VERSION, rt->cfg->name, (unsigned long long)epoch,
+             SL_MANIFEST_VERSION, rt->cfg->name, (unsigned long long)epoch,
              (long long)sl_wall_ms());
     sl_buf_append_str(&m, line);
     *bytes = 0;
@@ -460,107 +435,6 @@ int64_t sl_checkpoint_tick(sl_checkpoint *cp)
 
 /* ---- reading and restore -------------------------------------------------------- */
 
-static char *read_all(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    size_t cap = 0, n = 0;
-    for (;;) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 4096;
-            buf = realloc(buf, cap + 1);
-        }
-        size_t r = fread(buf + n, 1, cap - n, f);
-        n += r;
-        if (r == 0)
-            break;
-    }
-    fclose(f);
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
-typedef struct manifest_stage {
-    char name[128], type[128];
-    size_t len;
-    uint32_t crc;
-    bool has_state;
-} manifest_stage;
-
-/* Parse and verify chk folder `dir`; 0, or -1 with why. */
-static int read_manifest(const char *dir, manifest_stage **stages, size_t *nstages,
-                         uint64_t *epoch, char *why, size_t whylen)
-{
-    char path[4352]; /* a PATH_MAX folder, a stage name, ".state" */
-    snprintf(path, sizeof path, "%s/" MANIFEST, dir);
-    size_t len;
-    char *text = read_all(path, &len);
-    *stages = NULL;
-    *nstages = 0;
-    if (!text) {
-        snprintf(why, whylen, "no %s (an unfinished checkpoint)", MANIFEST);
-        return -1;
-    }
-    char *crc_line = strstr(text, "\ncrc ");
-    unsigned crc;
-    if (!crc_line || sscanf(crc_line + 5, "%8x", &crc) != 1 ||
-        sl_crc32(0, text, (size_t)(crc_line + 1 - text)) != crc) {
-        snprintf(why, whylen, "%s is damaged (CRC mismatch or truncated)", MANIFEST);
-        free(text);
-        return -1;
-    }
-    int version = 0;
-    unsigned long long ep = 0;
-    char *save = NULL;
-    for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-        if (sscanf(l, "sluice-checkpoint %d", &version) == 1)
-            continue;
-        if (sscanf(l, "epoch %llu", &ep) == 1)
-            continue;
-        if (strncmp(l, "stage ", 6) == 0) {
-            manifest_stage ms = {0};
-            char file[16];
-            if (sscanf(l, "stage %127s %127s %15s", ms.name, ms.type, file) != 3)
-                continue;
-            if (strcmp(file, "-") != 0) {
-                unsigned c;
-                if (sscanf(file, "%zu", &ms.len) != 1 ||
-                    sscanf(l + 6 + strlen(ms.name) + 1 + strlen(ms.type) + 1 + strlen(file),
-                           " %8x", &c) != 1)
-                    continue;
-                ms.crc = c;
-                ms.has_state = true;
-            }
-            *stages = realloc(*stages, (*nstages + 1) * sizeof **stages);
-            (*stages)[(*nstages)++] = ms;
-        }
-    }
-    free(text);
-    if (version != FORMAT_VERSION || ep == 0) {
-        snprintf(why, whylen, "%s has an unknown format", MANIFEST);
-        return -1;
-    }
-    *epoch = ep;
-    /* Every state file must be there, whole. */
-    for (size_t i = 0; i < *nstages; i++) {
-        if (!(*stages)[i].has_state)
-            continue;
-        snprintf(path, sizeof path, "%s/%s.state", dir, (*stages)[i].name);
-        size_t n;
-        char *blob = read_all(path, &n);
-        bool good = blob && n == (*stages)[i].len && sl_crc32(0, blob, n) == (*stages)[i].crc;
-        free(blob);
-        if (!good) {
-            snprintf(why, whylen, "state of stage '%s' is missing or damaged", (*stages)[i].name);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 int sl_checkpoint_restore(sl_checkpoint *cp, char *err, size_t errlen)
 {
     sl_runtime *rt = cp->rt;
@@ -570,14 +444,15 @@ int sl_checkpoint_restore(sl_checkpoint *cp, char *err, size_t errlen)
     for (size_t k = 0; k < n; k++) {
         char dir[4096], why[512];
         snprintf(dir, sizeof dir, "%s/chk-%llu", cp->root, (unsigned long long)epochs[k]);
-        manifest_stage *ms;
-        size_t nms;
-        uint64_t epoch;
-        if (read_manifest(dir, &ms, &nms, &epoch, why, sizeof why) != 0) {
+        sl_manifest m;
+        if (sl_manifest_read(dir, &m, why, sizeof why) != 0) {
             sl_log(SLUICE_LOG_WARN, NULL, "skipping checkpoint %s: %s", dir, why);
-            free(ms);
+            sl_manifest_free(&m);
             continue;
         }
+        const sl_manifest_stage *ms = m.stages;
+        size_t nms = m.nstages;
+        uint64_t epoch = m.epoch;
         /* The checkpoint must fit this pipeline: every stage with state
          * still there, of the same type, able to restore. */
         for (size_t i = 0; i < nms && rc == 0; i++) {
@@ -610,7 +485,7 @@ int sl_checkpoint_restore(sl_checkpoint *cp, char *err, size_t errlen)
             char path[4352]; /* a PATH_MAX folder, a stage name, ".state" */
             snprintf(path, sizeof path, "%s/%s.state", dir, ms[i].name);
             size_t len;
-            char *blob = read_all(path, &len);
+            char *blob = sl_read_whole_file(path, &len);
             char perr[1024] = "";
             if (!ctx->def->restore ||
                 ctx->def->restore(ctx->self, blob, len, perr, sizeof perr) != SLUICE_OK) {
@@ -623,7 +498,7 @@ int sl_checkpoint_restore(sl_checkpoint *cp, char *err, size_t errlen)
             }
             free(blob);
         }
-        free(ms);
+        sl_manifest_free(&m);
         if (rc == 0) {
             /* Number on from the newest folder, damaged ones included, so
              * new checkpoints are always the newest. */

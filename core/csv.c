@@ -18,7 +18,8 @@
  * Encoding quotes a value when it holds , " \n \r, starts or ends with a
  * space or tab, or when unquoted it would read back as another type (an
  * empty string, or a string that looks like a number) — so decode(encode(r))
- * gives r's values back.
+ * gives r's values back. A first column name starting with a byte order
+ * mark is quoted too, or reading would drop the mark.
  */
 #include "csv.h"
 
@@ -287,10 +288,8 @@ static bool needs_quotes(const char *p, size_t len, bool is_string)
     return is_string && sl_json_number(p, len, &ignored);
 }
 
-static int put_text(sluice_buf *out, const char *p, size_t len, bool is_string)
+static int put_quoted(sluice_buf *out, const char *p, size_t len)
 {
-    if (!needs_quotes(p, len, is_string))
-        return sl_buf_append(out, p, len);
     if (sl_buf_putc(out, '"') != SLUICE_OK)
         return SLUICE_ERROR;
     const char *end = p + len;
@@ -304,6 +303,13 @@ static int put_text(sluice_buf *out, const char *p, size_t len, bool is_string)
         p = stop;
     }
     return sl_buf_putc(out, '"');
+}
+
+static int put_text(sluice_buf *out, const char *p, size_t len, bool is_string)
+{
+    if (!needs_quotes(p, len, is_string))
+        return sl_buf_append(out, p, len);
+    return put_quoted(out, p, len);
 }
 
 static int put_value(sluice_buf *out, const sluice_value *v)
@@ -348,9 +354,14 @@ int sl_csv_write_header(sl_csv *c, const sluice_record *first, sluice_buf *out)
     if (fix_columns(c, first) != SLUICE_OK)
         return SLUICE_ERROR;
     for (size_t i = 0; i < c->nout; i++) {
+        const char *name = sl_name_of(c->columns[i]);
+        size_t len = sl_name_len(c->columns[i]);
         if (i && sl_buf_putc(out, ',') != SLUICE_OK)
             return SLUICE_ERROR;
-        if (put_text(out, sl_name_of(c->columns[i]), sl_name_len(c->columns[i]), false) != SLUICE_OK)
+        /* A name starting with a byte order mark would lose it when read
+         * back (a BOM before the header is dropped): quote it. */
+        bool bom = i == 0 && len >= 3 && memcmp(name, "\xef\xbb\xbf", 3) == 0;
+        if ((bom ? put_quoted(out, name, len) : put_text(out, name, len, false)) != SLUICE_OK)
             return SLUICE_ERROR;
     }
     return SLUICE_OK;

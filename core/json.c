@@ -802,7 +802,7 @@ static int commit_fields(parser *ps, sl_json_decoder *d, sluice_batch *b, sluice
         f = (sluice_field *)(void *)mem;
         memcpy(f, d->scratch, fbytes);
     }
-    char *s = mem + fbytes;
+    char *s = mem ? mem + fbytes : NULL; /* no strings, no fields to place: mem is NULL */
     for (uint32_t i = 0; i < n; i++) {
         if (d->pending[i] == PENDING_NONE)
             continue;

@@ -15,13 +15,13 @@
  * One poll() call per source poll, over the listening socket and every
  * connection, waits at most 100 ms, so the runtime gets control back often
  * enough to stop or checkpoint. All sockets are non-blocking. Each TCP
- * connection owns a line buffer (the partial line at the end of a read is
- * carried over to the next) and its own codec, so per-stream decoder state
- * never mixes peers. Decoded records go to one batch that is emitted when
- * full and at the end of every poll; emit() blocking under backpressure
- * stops our reads, which fills the kernel buffers and slows the senders —
- * TCP carries the backpressure to them. A read budget per poll bounds the
- * work (and memory) of one call however fast peers send.
+ * connection owns a line reader (line_reader.c: the partial line at the end
+ * of a read is carried over to the next) and its own codec, so per-stream
+ * decoder state never mixes peers. Decoded records go to one batch that is
+ * emitted when full and at the end of every poll; emit() blocking under
+ * backpressure stops our reads, which fills the kernel buffers and slows
+ * the senders — TCP carries the backpressure to them. A read budget per
+ * poll bounds the work (and memory) of one call however fast peers send.
  *
  * A line longer than max_line is never buffered whole: once the carried
  * partial line exceeds the limit it is reported with host->reject()
@@ -48,6 +48,7 @@
 
 #include "sluice/plugin.h"
 #include "../builtin.h"
+#include "line_reader.h"
 #include "sockaddr.h"
 
 enum { PROTO_TCP, PROTO_UDP };
@@ -79,9 +80,7 @@ typedef struct socket_source_config {
 typedef struct conn {
     int fd;
     sluice_codec *codec;
-    char *buf;          /* bytes after the last newline seen */
-    size_t len, cap;
-    bool discarding;    /* inside a too-long line: drop up to the next newline */
+    sl_line_reader lines; /* the bytes after the last newline seen */
     char peer[SL_ADDR_TEXT_MAX];
 } conn;
 
@@ -192,14 +191,16 @@ static int source_create(const sluice_host *host, sluice_ctx *ctx, const void *c
 
 static void conn_close(socket_source *s, conn *c)
 {
-    if (c->len > 0 && !c->discarding)
+    size_t pending = sl_line_reader_pending(&c->lines);
+
+    if (pending > 0)
         s->host->log(s->ctx, SLUICE_LOG_WARN,
-                     "dropping %zu bytes of an unterminated line from %s", c->len, c->peer);
+                     "dropping %zu bytes of an unterminated line from %s", pending, c->peer);
     if (c->fd >= 0)
         close(c->fd);
     if (c->codec)
         s->host->codec_free(c->codec);
-    free(c->buf);
+    sl_line_reader_free(&c->lines);
     memset(c, 0, sizeof *c);
     c->fd = -1;
 }
@@ -308,21 +309,31 @@ static sluice_str raw_prefix(const char *p, size_t len)
     return r;
 }
 
-static int reject_long_line(socket_source *s, const conn *c, const char *p, size_t len,
-                            bool complete, char *err, size_t errlen)
+/* Where the lines of one stream go: the source, the peer (NULL for UDP)
+ * and the poll's error buffer. */
+typedef struct line_target {
+    socket_source *s;
+    const conn *c;
+    char *err;
+    size_t errlen;
+} line_target;
+
+static int reject_long_line(void *arg, const char *p, size_t len, bool complete)
 {
+    line_target *t = arg;
+    socket_source *s = t->s;
     char detail[SL_ADDR_TEXT_MAX + 160];
 
     if (complete)
         snprintf(detail, sizeof detail, "line of %zu bytes from %s exceeds max_line (%zu bytes)",
-                 len, peer_name(s, c), s->max_line);
+                 len, peer_name(s, t->c), s->max_line);
     else
         snprintf(detail, sizeof detail,
                  "line from %s exceeds max_line (%zu bytes); skipping to the next newline",
-                 peer_name(s, c), s->max_line);
+                 peer_name(s, t->c), s->max_line);
     if (s->host->reject(s->ctx, NULL, raw_prefix(p, len), "line_too_long", detail) ==
         SLUICE_ERROR) {
-        snprintf(err, errlen, "%s (on_error: fail)", detail);
+        snprintf(t->err, t->errlen, "%s (on_error: fail)", detail);
         return SLUICE_ERROR;
     }
     return SLUICE_OK;
@@ -349,25 +360,21 @@ static int batch_room(socket_source *s, char *err, size_t errlen)
     return SLUICE_OK;
 }
 
-/* Decode one complete line (without its '\n'). c is NULL for UDP. */
-static int take_line(socket_source *s, const conn *c, const char *p, size_t len,
-                     char *err, size_t errlen)
+/* Decode one line (no '\n', '\r' dropped, 1..max_line bytes). */
+static int take_line(void *arg, const char *p, size_t len)
 {
+    line_target *t = arg;
+    socket_source *s = t->s;
     uint32_t before;
     int rc;
 
-    if (len > 0 && p[len - 1] == '\r') /* CRLF peers (telnet, Windows tools) */
-        len--;
-    if (len > s->max_line)
-        return reject_long_line(s, c, p, len, true, err, errlen);
-    if (len == 0) /* as the file source: an empty line holds no record */
-        return SLUICE_OK;
-    if (batch_room(s, err, errlen) != SLUICE_OK)
+    if (batch_room(s, t->err, t->errlen) != SLUICE_OK)
         return SLUICE_ERROR;
     before = s->batch->count;
-    rc = s->host->decode(c ? c->codec : s->udp_codec, s->batch, p, len);
+    rc = s->host->decode(t->c ? t->c->codec : s->udp_codec, s->batch, p, len);
     if (rc == SLUICE_ERROR) {
-        snprintf(err, errlen, "undecodable input from %s (on_error: fail)", peer_name(s, c));
+        snprintf(t->err, t->errlen, "undecodable input from %s (on_error: fail)",
+                 peer_name(s, t->c));
         return SLUICE_ERROR;
     }
     if (s->batch->count > before) {
@@ -376,6 +383,13 @@ static int take_line(socket_source *s, const conn *c, const char *p, size_t len,
             r->ingest_ns = s->read_ns;
     }
     return SLUICE_OK;
+}
+
+/* The line rules (line_reader.h) applied for one stream of this source. */
+static sl_line_handler line_handler(line_target *t)
+{
+    return (sl_line_handler){.max_line = t->s->max_line, .line = take_line,
+                             .too_long = reject_long_line, .arg = t};
 }
 
 /* Send the batch built during this poll downstream. */
@@ -395,99 +409,40 @@ static int flush_batch(socket_source *s, char *err, size_t errlen)
 
 /* ---- TCP streams ----------------------------------------------------- */
 
-/* Decode the complete lines in c->buf; bytes before `from` hold no
- * newline (they were scanned before). Keeps the trailing partial line,
- * or rejects and starts skipping it once it exceeds max_line. */
-static int conn_take_lines(socket_source *s, conn *c, size_t from, char *err, size_t errlen)
-{
-    size_t start = 0, rest;
-    char *nl;
-
-    while (from < c->len && (nl = memchr(c->buf + from, '\n', c->len - from)) != NULL) {
-        size_t end = (size_t)(nl - c->buf);
-        if (c->discarding)
-            c->discarding = false; /* the tail of a rejected line ends here */
-        else if (take_line(s, c, c->buf + start, end - start, err, errlen) != SLUICE_OK)
-            return SLUICE_ERROR;
-        start = from = end + 1;
-    }
-    rest = c->len - start;
-    if (c->discarding) {
-        rest = 0;
-    } else if (rest > s->max_line) {
-        if (reject_long_line(s, c, c->buf + start, rest, false, err, errlen) != SLUICE_OK)
-            return SLUICE_ERROR;
-        c->discarding = true;
-        rest = 0;
-    }
-    if (rest > 0 && start > 0)
-        memmove(c->buf, c->buf + start, rest);
-    c->len = rest;
-    return SLUICE_OK;
-}
-
-/* At least READ_CHUNK bytes free after the carried partial line; a buffer
- * that grew for a long line shrinks back once the line is gone. */
-static bool conn_make_room(conn *c)
-{
-    size_t want = c->cap ? c->cap : READ_CHUNK;
-    char *nb;
-
-    if (c->cap > 8 * READ_CHUNK && c->len <= READ_CHUNK)
-        want = 2 * READ_CHUNK;
-    while (want - c->len < READ_CHUNK)
-        want *= 2;
-    if (want == c->cap)
-        return true;
-    nb = realloc(c->buf, want);
-    if (!nb)
-        return false;
-    c->buf = nb;
-    c->cap = want;
-    return true;
-}
-
-/* The peer is gone: its last line may lack a newline (`printf a | nc`). */
-static int conn_take_last_line(socket_source *s, conn *c, char *err, size_t errlen)
-{
-    int rc = SLUICE_OK;
-
-    if (c->len > 0 && !c->discarding)
-        rc = take_line(s, c, c->buf, c->len, err, errlen);
-    c->len = 0;
-    c->discarding = false;
-    return rc;
-}
-
 /* Read what c has, within *budget. *closed when the stream ended. */
 static int conn_read(socket_source *s, conn *c, size_t *budget, bool *closed, bool *worked,
                      char *err, size_t errlen)
 {
+    line_target target = {s, c, err, errlen};
+    sl_line_handler h = line_handler(&target);
+    sl_line_reader *lr = &c->lines;
+
     *closed = false;
     while (*budget > 0) {
         ssize_t n;
-        if (!conn_make_room(c)) {
+        if (!sl_line_reader_room(lr, READ_CHUNK)) {
             s->host->log(s->ctx, SLUICE_LOG_ERROR, "out of memory reading from %s; closing it",
                          c->peer);
             *closed = true;
             return SLUICE_OK;
         }
-        n = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
+        n = recv(c->fd, lr->buf + lr->len, lr->cap - lr->len, 0);
         if (n > 0) {
-            size_t from = c->len;
-            c->len += (size_t)n;
+            size_t from = lr->len;
+            lr->len += (size_t)n;
             *budget = (size_t)n >= *budget ? 0 : *budget - (size_t)n;
             *worked = true;
             if (s->connect_mode)
                 sl_backoff_reset(&s->backoff); /* a useful connection */
-            if (conn_take_lines(s, c, from, err, errlen) != SLUICE_OK)
+            if (sl_line_reader_take(lr, from, &h) != SLUICE_OK)
                 return SLUICE_ERROR;
             continue;
         }
         if (n == 0) {
             *closed = true;
             *worked = true;
-            return conn_take_last_line(s, c, err, errlen);
+            /* The peer is gone: its last line may lack a newline. */
+            return sl_line_reader_finish(lr, &h);
         }
         if (errno == EINTR)
             continue;
@@ -497,16 +452,16 @@ static int conn_read(socket_source *s, conn *c, size_t *budget, bool *closed, bo
         s->host->log(s->ctx, SLUICE_LOG_WARN, "reading from %s failed: %s", c->peer,
                      strerror(errno));
         *closed = true;
-        if (c->len > 0 && !c->discarding) {
+        if (sl_line_reader_pending(lr) > 0) {
             char detail[SL_ADDR_TEXT_MAX + 96];
             snprintf(detail, sizeof detail, "connection from %s broke inside a line", c->peer);
-            if (s->host->reject(s->ctx, NULL, raw_prefix(c->buf, c->len), "truncated_line",
+            if (s->host->reject(s->ctx, NULL, raw_prefix(lr->buf, lr->len), "truncated_line",
                                 detail) == SLUICE_ERROR) {
                 snprintf(err, errlen, "%s (on_error: fail)", detail);
                 return SLUICE_ERROR;
             }
         }
-        c->len = 0;
+        sl_line_reader_free(lr); /* the stream is closed next */
         return SLUICE_OK;
     }
     return SLUICE_OK;
@@ -661,17 +616,10 @@ static void connect_progress(socket_source *s, short revents)
 /* Every line of one datagram; the last may lack its newline. */
 static int take_datagram(socket_source *s, const char *p, size_t len, char *err, size_t errlen)
 {
-    while (len > 0) {
-        const char *nl = memchr(p, '\n', len);
-        size_t n = nl ? (size_t)(nl - p) : len;
-        if (take_line(s, NULL, p, n, err, errlen) != SLUICE_OK)
-            return SLUICE_ERROR;
-        if (!nl)
-            break;
-        p += n + 1;
-        len -= n + 1;
-    }
-    return SLUICE_OK;
+    line_target target = {s, NULL, err, errlen};
+    sl_line_handler h = line_handler(&target);
+
+    return sl_lines_split(p, len, &h);
 }
 
 static int udp_read(socket_source *s, size_t *budget, bool *worked, char *err, size_t errlen)
