@@ -310,31 +310,39 @@ static const char *want_secret(const sl_node *n, const char *what, const char *e
 /* The first line of a password file, without its line ending (as
  * Kubernetes secrets and `echo pw > file` both write it). NULL with a
  * message at the option when the file cannot be read or the line is empty. */
-static char *read_password_file(const sl_node *n, const char *path, sl_diag *diag)
+static char *read_password_file(const sl_node *at, const char *path, sl_diag *diag)
 {
     FILE *f = fopen(path, "r");
     if (!f) {
-        sl_diag_add(diag, n->line, n->col, "metrics.password_file '%s': %s", path,
+        sl_diag_add(diag, at->line, at->col, "metrics.password_file '%s': %s", path,
                     strerror(errno));
         return NULL;
     }
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len = getline(&line, &cap, f);
+    /* Bounded: a path like /dev/zero must not grow the config reader. */
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf, f);
     int saved = errno;
     bool failed = ferror(f);
     fclose(f);
-    if (len > 0)
-        line[strcspn(line, "\r\n")] = '\0';
-    if (len < 0 || !line[0]) {
-        if (line)
-            explicit_bzero(line, cap);
-        free(line);
-        sl_diag_add(diag, n->line, n->col, "metrics.password_file '%s': %s", path,
-                    failed ? strerror(saved) : "the first line is empty");
-        return NULL;
-    }
-    return line;
+    size_t len = 0;
+    while (len < n && buf[len] != '\n' && buf[len] != '\r')
+        len++;
+    const char *why = NULL;
+    if (failed)
+        why = strerror(saved);
+    else if (len == sizeof buf)
+        why = "the first line is longer than 4095 bytes";
+    else if (len == 0)
+        why = "the first line is empty";
+    else if (memchr(buf, '\0', len))
+        why = "the first line holds a NUL byte";
+    char *password = why ? NULL : strndup(buf, len);
+    explicit_bzero(buf, sizeof buf);
+    if (!why && !password)
+        why = "out of memory";
+    if (why)
+        sl_diag_add(diag, at->line, at->col, "metrics.password_file '%s': %s", path, why);
+    return password;
 }
 
 /* metrics.username with metrics.password or metrics.password_file: basic

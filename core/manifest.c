@@ -125,7 +125,16 @@ int sl_manifest_parse(char *text, size_t len, sl_manifest *m, char *why, size_t 
         if (sscanf(l, "epoch %llu", &ep) == 1)
             continue;
         sl_manifest_stage ms;
-        if (strncmp(l, "stage ", 6) == 0 && parse_stage_line(l, &ms) && add_stage(m, &ms) != 0) {
+        if (strncmp(l, "stage ", 6) != 0)
+            continue;
+        /* Stage names become file names: one that could leave the
+         * checkpoint's folder makes the manifest unusable. */
+        if (!parse_stage_line(l, &ms) || strchr(ms.name, '/') || ms.name[0] == '.') {
+            snprintf(why, whylen, "%s has a bad stage line", SL_MANIFEST_FILE);
+            sl_manifest_free(m);
+            return -1;
+        }
+        if (add_stage(m, &ms) != 0) {
             snprintf(why, whylen, "out of memory reading %s", SL_MANIFEST_FILE);
             return -1;
         }

@@ -263,6 +263,14 @@ is "$(grep -o '^[^ ]*yaml:[0-9]*:[0-9]*' "$T/nocert.validate")" "$T/nocert.yaml:
 config_error nopass "  username: prom
   password_file: $T/missing.pass" \
     "metrics.password_file '$T/missing.pass': No such file or directory" "a missing password file"
+config_error endless "  username: prom
+  password_file: /dev/zero" \
+    "metrics.password_file '/dev/zero': the first line is longer than 4095 bytes" \
+    "a password file without an end (/dev/zero) is refused, not read forever"
+: >"$T/empty.pass"
+config_error emptypass "  username: prom
+  password_file: $T/empty.pass" \
+    "metrics.password_file '$T/empty.pass': the first line is empty" "an empty password file"
 config_error twopass "  username: prom
   password: x
   password_file: $T/metrics.pass" \
