@@ -235,4 +235,5 @@ const sluice_host sl_host = {
     .series_add = sl_registry_add,
     .series_set = sl_registry_set,
     .metrics_text = host_metrics_text,
+    .series_observe = sl_registry_observe,
 };

@@ -1,11 +1,14 @@
 /*
- * registry.c — plugin-defined counters and gauges; see registry.h.
+ * registry.c — plugin-defined counters, gauges and histograms; see
+ * registry.h.
  *
  * Families are shared by name (two Kafka sources report into one
  * sluice_kafka_consumer_lag family, as Prometheus wants one HELP/TYPE per
  * name); each stage gets its own handle on a family, which carries the
  * stage's labels, and its own series. Values are doubles kept as their bit
  * pattern in an atomic, so an update is a load and a compare-and-swap.
+ * A histogram series holds the core's fixed-bucket histogram instead
+ * (histogram.c): durations in seconds, aggregating with the core's own.
  */
 #include "registry.h"
 
@@ -15,12 +18,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "histogram.h"
 #include "json.h"
 #include "metrics.h"
 
 struct sluice_series {
     char **values;
     _Atomic uint64_t bits; /* the double's bit pattern */
+    sl_histogram *hist;    /* SLUICE_HISTOGRAM families only */
     struct sluice_series *next;
 };
 
@@ -74,6 +79,7 @@ void sl_registry_free(sl_registry *reg)
             for (sluice_series *s = m->series, *sn; s; s = sn) {
                 sn = s->next;
                 free_strings(s->values, f->nlabels);
+                free(s->hist);
                 free(s);
             }
             free(m->pipeline);
@@ -163,7 +169,8 @@ sluice_metric *sl_registry_family(sl_registry *reg, const char *pipeline, const 
     *why = "out of memory";
     if (!reg)
         return NULL;
-    if (!valid_name(name, true) || (type != SLUICE_COUNTER && type != SLUICE_GAUGE)) {
+    if (!valid_name(name, true) ||
+        (type != SLUICE_COUNTER && type != SLUICE_GAUGE && type != SLUICE_HISTOGRAM)) {
         *why = "not a valid metric name or type";
         return NULL;
     }
@@ -224,6 +231,8 @@ sluice_series *sl_registry_series(sluice_metric *m, const char *const *values)
         for (size_t i = 0; i < n; i++)
             s->values[i] = strdup(values[i]);
         atomic_init(&s->bits, 0); /* +0.0 */
+        if (m->fam->type == SLUICE_HISTOGRAM)
+            s->hist = calloc(1, sizeof *s->hist); /* zeroed atomics: an empty histogram */
         if (m->last)
             m->last->next = s;
         else
@@ -250,7 +259,7 @@ static double double_of(uint64_t u)
 
 void sl_registry_add(sluice_series *s, double delta)
 {
-    if (!s)
+    if (!s || s->hist)
         return;
     uint64_t old = atomic_load_explicit(&s->bits, memory_order_relaxed);
     while (!atomic_compare_exchange_weak_explicit(&s->bits, &old, bits_of(double_of(old) + delta),
@@ -260,8 +269,16 @@ void sl_registry_add(sluice_series *s, double delta)
 
 void sl_registry_set(sluice_series *s, double value)
 {
-    if (s)
+    if (s && !s->hist)
         atomic_store_explicit(&s->bits, bits_of(value), memory_order_relaxed);
+}
+
+void sl_registry_observe(sluice_series *s, double seconds)
+{
+    if (!s || !s->hist || seconds != seconds)
+        return;
+    double ns = seconds * 1e9;
+    sl_hist_observe_ns(s->hist, ns <= 0 ? 0 : ns >= 9.2e18 ? INT64_MAX : (int64_t)ns);
 }
 
 static int put_label(sluice_buf *out, const char *name, const char *value, bool first)
@@ -273,20 +290,37 @@ static int put_label(sluice_buf *out, const char *name, const char *value, bool 
     return 0;
 }
 
-static int render_series(sluice_buf *out, const family *f, const sluice_metric *m,
+/* The series' labels, rendered: pipeline="p",stage="s",kind="k",own="v". */
+static int series_labels(sluice_buf *out, const family *f, const sluice_metric *m,
                          const sluice_series *s)
 {
-    char num[64];
-    double v = double_of(atomic_load_explicit(&s->bits, memory_order_relaxed));
-    snprintf(num, sizeof num, "} %.17g\n", v);
-    if (sl_buf_append(out, f->name, strlen(f->name)) != 0 || sl_buf_putc(out, '{') != 0 ||
-        put_label(out, "pipeline", m->pipeline, true) != 0 ||
+    if (put_label(out, "pipeline", m->pipeline, true) != 0 ||
         put_label(out, "stage", m->stage, false) != 0 ||
         put_label(out, "kind", m->kind, false) != 0)
         return -1;
     for (size_t i = 0; i < f->nlabels; i++)
         if (put_label(out, f->labels[i], s->values[i], false) != 0)
             return -1;
+    return 0;
+}
+
+static int render_series(sluice_buf *out, const family *f, const sluice_metric *m,
+                         const sluice_series *s)
+{
+    if (s->hist) {
+        sluice_buf labels = {0};
+        int rc = series_labels(&labels, f, m, s) != 0 || sl_buf_putc(&labels, '\0') != 0
+                     ? -1
+                     : sl_hist_render(s->hist, f->name, labels.data, out);
+        sl_buf_free(&labels);
+        return rc;
+    }
+    char num[64];
+    double v = double_of(atomic_load_explicit(&s->bits, memory_order_relaxed));
+    snprintf(num, sizeof num, "} %.17g\n", v);
+    if (sl_buf_append(out, f->name, strlen(f->name)) != 0 || sl_buf_putc(out, '{') != 0 ||
+        series_labels(out, f, m, s) != 0)
+        return -1;
     return sl_buf_append(out, num, strlen(num));
 }
 
@@ -299,7 +333,9 @@ int sl_registry_render(sl_registry *reg, sluice_buf *out)
     for (const family *f = reg->families; f && rc == 0; f = f->next) {
         char head[1024];
         int n = snprintf(head, sizeof head, "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help,
-                         f->name, f->type == SLUICE_COUNTER ? "counter" : "gauge");
+                         f->name, f->type == SLUICE_COUNTER     ? "counter"
+                                  : f->type == SLUICE_HISTOGRAM ? "histogram"
+                                                                : "gauge");
         if (n < 0 || (size_t)n >= sizeof head)
             n = (int)strlen(head);
         rc = sl_buf_append(out, head, (size_t)n);

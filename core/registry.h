@@ -30,6 +30,7 @@ sluice_metric *sl_registry_family(sl_registry *reg, const char *pipeline, const 
 sluice_series *sl_registry_series(sluice_metric *m, const char *const *values);
 void sl_registry_add(sluice_series *s, double delta);
 void sl_registry_set(sluice_series *s, double value);
+void sl_registry_observe(sluice_series *s, double seconds); /* histograms only */
 
 /* Append every family in the text exposition format. 0, or -1 when out of
  * memory. */

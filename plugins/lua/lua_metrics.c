@@ -1,9 +1,11 @@
 /*
- * lua_metrics.c — Prometheus counters and gauges defined by Lua scripts.
+ * lua_metrics.c — Prometheus counters, gauges and histograms defined by Lua
+ * scripts.
  *
  *     local spikes = metrics.counter("error_rate_spikes", {service = "api"})
  *     spikes:inc()
  *     metrics.gauge("zscore", {service = r.service}):set(z)
+ *     metrics.histogram("lookup_seconds"):observe(0.012)
  *
  * Each call returns the series for that name and set of label values
  * (label names are the keys of the table, sorted; values go through
@@ -17,6 +19,8 @@
  *     Prometheus convention the core follows), so "spikes" is exposed as
  *     spikes_total; counters only go up (inc with a negative amount is an
  *     error);
+ *   - histograms are the core's: durations in seconds in its fixed buckets
+ *     (100 us to 60 s), fed with observe();
  *   - a name is one family: using it again with another type or other
  *     label names is an error, not a second family;
  *   - names and label names are checked here (a Lua error at the call, not
@@ -106,14 +110,18 @@ static void push_label_list(lua_State *L, const char *const *labels, size_t n)
 
 /* The family `name`, defined now if new; raises when it exists with
  * another type or label names. */
+static const char *type_name(sluice_metric_type type)
+{
+    return type == SLUICE_COUNTER ? "counter" : type == SLUICE_HISTOGRAM ? "histogram" : "gauge";
+}
+
 static slua_family *family_for(slua_metrics *m, lua_State *L, const char *name,
                                sluice_metric_type type, const char *const *labels, size_t n)
 {
     slua_family *f = find_family(m, name);
     if (f) {
         if (f->type != type)
-            luaL_error(L, "metric %s is already a %s", name,
-                       f->type == SLUICE_COUNTER ? "counter" : "gauge");
+            luaL_error(L, "metric %s is already a %s", name, type_name(f->type));
         if (!same_labels(f, labels, n)) {
             push_label_list(L, (const char *const *)f->labels, f->nlabels);
             push_label_list(L, labels, n);
@@ -144,8 +152,9 @@ static slua_family *family_for(slua_metrics *m, lua_State *L, const char *name,
     }
     m->n++;
     f->metric = m->host->metric_new(m->ctx, f->name, type,
-                                     type == SLUICE_COUNTER ? "a counter of a Lua script"
-                                                            : "a gauge of a Lua script",
+                                     type == SLUICE_COUNTER     ? "a counter of a Lua script"
+                                     : type == SLUICE_HISTOGRAM ? "a histogram of a Lua script"
+                                                                : "a gauge of a Lua script",
                                      (const char *const *)f->labels);
     return f;
 }
@@ -235,8 +244,7 @@ static int define(lua_State *L, sluice_metric_type type)
     if (lua_rawget(L, cache) == LUA_TUSERDATA) {
         series_ud *s = lua_touserdata(L, -1);
         if (s->type != type)
-            return luaL_error(L, "metric %s is already a %s", name,
-                              s->type == SLUICE_COUNTER ? "counter" : "gauge");
+            return luaL_error(L, "metric %s is already a %s", name, type_name(s->type));
         return 1;
     }
     lua_pop(L, 1);
@@ -275,6 +283,11 @@ static int metrics_gauge(lua_State *L)
     return define(L, SLUICE_GAUGE);
 }
 
+static int metrics_histogram(lua_State *L)
+{
+    return define(L, SLUICE_HISTOGRAM);
+}
+
 /* ---- Series methods -------------------------------------------------------------- */
 
 static double amount(lua_State *L, int idx, double dflt)
@@ -288,6 +301,8 @@ static double amount(lua_State *L, int idx, double dflt)
 static int series_inc(lua_State *L)
 {
     series_ud *s = luaL_checkudata(L, 1, SERIES_META);
+    if (s->type == SLUICE_HISTOGRAM)
+        return luaL_error(L, "histogram %s: inc(): histograms take observe(seconds)", s->name);
     double v = amount(L, 2, 1);
     if (s->type == SLUICE_COUNTER && v < 0)
         return luaL_error(L, "counter %s: inc(%f): a counter only goes up", s->name, v);
@@ -300,7 +315,7 @@ static int series_dec(lua_State *L)
 {
     series_ud *s = luaL_checkudata(L, 1, SERIES_META);
     if (s->type != SLUICE_GAUGE)
-        return luaL_error(L, "counter %s: dec(): a counter only goes up", s->name);
+        return luaL_error(L, "%s %s: dec(): only gauges go down", type_name(s->type), s->name);
     double v = amount(L, 2, 1);
     if (s->series)
         s->host->series_add(s->series, -v);
@@ -311,7 +326,7 @@ static int series_set(lua_State *L)
 {
     series_ud *s = luaL_checkudata(L, 1, SERIES_META);
     if (s->type != SLUICE_GAUGE)
-        return luaL_error(L, "counter %s: set(): only gauges can be set", s->name);
+        return luaL_error(L, "%s %s: set(): only gauges can be set", type_name(s->type), s->name);
     double v = amount(L, 2, 0);
     if (lua_isnoneornil(L, 2))
         return luaL_error(L, "gauge %s: set() needs a value", s->name);
@@ -320,20 +335,38 @@ static int series_set(lua_State *L)
     return 0;
 }
 
+static int series_observe(lua_State *L)
+{
+    series_ud *s = luaL_checkudata(L, 1, SERIES_META);
+    if (s->type != SLUICE_HISTOGRAM)
+        return luaL_error(L, "%s %s: observe(): only histograms take observations",
+                          type_name(s->type), s->name);
+    if (lua_isnoneornil(L, 2))
+        return luaL_error(L, "histogram %s: observe() needs a number of seconds", s->name);
+    double v = amount(L, 2, 0);
+    if (s->series)
+        s->host->series_observe(s->series, v);
+    return 0;
+}
+
 static int series_tostring(lua_State *L)
 {
     series_ud *s = luaL_checkudata(L, 1, SERIES_META);
-    lua_pushfstring(L, "%s %s", s->type == SLUICE_COUNTER ? "counter" : "gauge", s->name);
+    lua_pushfstring(L, "%s %s", type_name(s->type), s->name);
     return 1;
 }
 
 void slua_metrics_open(slua_metrics *m, const sluice_host *host, sluice_ctx *ctx, lua_State *L)
 {
     static const luaL_Reg methods[] = {
-        {"inc", series_inc}, {"dec", series_dec}, {"set", series_set}, {NULL, NULL},
+        {"inc", series_inc},         {"dec", series_dec}, {"set", series_set},
+        {"observe", series_observe}, {NULL, NULL},
     };
     static const luaL_Reg api[] = {
-        {"counter", metrics_counter}, {"gauge", metrics_gauge}, {NULL, NULL},
+        {"counter", metrics_counter},
+        {"gauge", metrics_gauge},
+        {"histogram", metrics_histogram},
+        {NULL, NULL},
     };
     m->host = host;
     m->ctx = ctx;
@@ -347,7 +380,7 @@ void slua_metrics_open(slua_metrics *m, const sluice_host *host, sluice_ctx *ctx
     lua_pushliteral(L, "metric");
     lua_setfield(L, -2, "__metatable"); /* scripts cannot swap the methods */
     lua_pop(L, 1);
-    lua_createtable(L, 0, 2);
+    lua_createtable(L, 0, 3);
     lua_pushlightuserdata(L, m);
     luaL_setfuncs(L, api, 1);
     lua_setglobal(L, "metrics");

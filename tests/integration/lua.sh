@@ -385,7 +385,10 @@ function process(r)
   state.put(r.k, r.ts)
   local ok, err = pcall(metrics.counter, "bad-name")
   local ok2, err2 = pcall(function() seen:inc(-1) end)
-  return {k = r.k, bad_name = err, negative = err2}
+  local h = metrics.histogram("lua_test_wait_seconds", {key = r.k})
+  h:observe(r.ts / 1000000)
+  local ok3, err3 = pcall(function() h:inc() end)
+  return {k = r.k, bad_name = err, negative = err2, hist_inc = err3}
 end
 EOF
 PORT=$(free_port)
@@ -408,6 +411,13 @@ like "$(cat "$T/scrape.txt")" '^# TYPE lua_test_last_ts gauge' "a gauge is typed
 like "$(cat "$T/scrape.txt")" '^lua_test_updown\{[^}]*stage="op"[^}]*\} 6$' "metrics.gauge:inc and :dec (3 x (5 - 1 - 2))"
 like "$(cat "$T/scrape.txt")" '^sluice_state_keys\{[^}]*stage="op"[^}]*\} 2$' \
     "the state's size reaches the core's sluice_state_keys gauge (2 keys)"
+like "$(cat "$T/scrape.txt")" '^# TYPE lua_test_wait_seconds histogram' "metrics.histogram is typed histogram"
+like "$(cat "$T/scrape.txt")" '^lua_test_wait_seconds_bucket\{[^}]*key="a",le="0.005"\} 2$' \
+    "metrics.histogram:observe: 1 ms and 3 ms of key a in the 5 ms bucket"
+like "$(cat "$T/scrape.txt")" '^lua_test_wait_seconds_bucket\{[^}]*key="a",le="0.001"\} 1$' \
+    "... and only the 1 ms one in the 1 ms bucket (le inclusive)"
+like "$(cat "$T/scrape.txt")" '^lua_test_wait_seconds_sum\{[^}]*key="a"\} 0.004000000$' "... their sum in seconds"
+like "$(out metrics '.hist_inc' | head -1)" 'histograms take observe' "a histogram has no inc()"
 like "$(out metrics '.bad_name' | head -1)" 'not a valid metric name' "a bad metric name is a Lua error"
 like "$(out metrics '.negative' | head -1)" 'a counter only goes up' "a counter cannot go down"
 kill -TERM "$mpid"

@@ -67,7 +67,27 @@ int main(void)
     const char *odd[] = {"we\"ird\\\n", "2", NULL};
     sl_registry_set(sl_registry_series(lag2, odd), 1);
 
+    const char *op[] = {"op", NULL}, *put[] = {"put", NULL};
+    sluice_metric *hm = sl_registry_family(reg, "p", "out", "sink", "plugin_call_seconds",
+                                           SLUICE_HISTOGRAM, "Call time.", op, &why);
+    ok(hm != NULL, "a histogram family");
+    sluice_series *hs = sl_registry_series(hm, put);
+    sl_registry_observe(hs, 0.002);
+    sl_registry_observe(hs, 30);
+    sl_registry_observe(hs, 0.0 / 0.0); /* NaN: ignored */
+    sl_registry_add(hs, 5);             /* not a counter: ignored */
+    sl_registry_observe(cs, 1);         /* not a histogram: ignored */
+
     char *text = render(reg);
+    ok(strstr(text, "# TYPE plugin_call_seconds histogram\n") != NULL, "a histogram's TYPE");
+    ok(strstr(text, "plugin_call_seconds_bucket{pipeline=\"p\",stage=\"out\",kind=\"sink\","
+                    "op=\"put\",le=\"0.0025\"} 1\n") != NULL,
+       "its buckets carry the stage's and its own labels, then le");
+    ok(strstr(text, "plugin_call_seconds_count{pipeline=\"p\",stage=\"out\",kind=\"sink\","
+                    "op=\"put\"} 2\n") != NULL &&
+           strstr(text, "plugin_call_seconds_sum{pipeline=\"p\",stage=\"out\",kind=\"sink\","
+                        "op=\"put\"} 30.002000000\n") != NULL,
+       "count and sum: NaN and add() ignored");
     ok(strstr(text, "# TYPE sluice_kafka_consumer_lag gauge\n") != NULL, "TYPE line");
     ok(strstr(text, "sluice_kafka_consumer_lag{pipeline=\"p\",stage=\"in\",kind=\"source\","
                     "topic=\"events\",partition=\"0\"} 42\n") != NULL,

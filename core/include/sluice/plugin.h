@@ -38,7 +38,8 @@
  *        sluice_host.partition_open, checkpoint_now, checkpoint_interval,
  *        pipeline_name, metric_new, metric_series, series_add, series_set.
  *   1.3  option types SLUICE_OPT_JSON and SLUICE_OPT_OBJECT_LIST;
- *        sluice_host.metrics_text.
+ *        metric type SLUICE_HISTOGRAM; sluice_host.metrics_text,
+ *        series_observe.
  *
  * Ownership, in one place
  *   - Strings in the descriptor and option table: owned by the plugin, must
@@ -267,8 +268,11 @@ typedef struct sluice_metric sluice_metric; /* a metric family a plugin defines 
 typedef struct sluice_series sluice_series; /* one labelled series of it (1.2) */
 
 typedef enum sluice_metric_type {
-    SLUICE_COUNTER = 1, /* only goes up; the name should end in _total */
-    SLUICE_GAUGE = 2
+    SLUICE_COUNTER = 1,  /* only goes up; the name should end in _total */
+    SLUICE_GAUGE = 2,
+    SLUICE_HISTOGRAM = 3 /* 1.3: durations in seconds (name them *_seconds), in the
+                            core's fixed buckets (100 us to 60 s), so they
+                            aggregate with its own; fed with series_observe() */
 } sluice_metric_type;
 typedef struct sluice_codec sluice_codec; /* a decoder/encoder for one format */
 typedef struct sluice_expr sluice_expr;   /* a compiled Lua expression */
@@ -434,6 +438,10 @@ typedef struct sluice_host {
      * plugin that ships them elsewhere (the Pushgateway sink). Thread-safe;
      * costs a walk over every series, so call it per push, not per batch. */
     int (*metrics_text)(sluice_ctx *ctx, sluice_buf *out);
+    /* One observation (seconds) of a SLUICE_HISTOGRAM series; negative
+     * values count as 0, NaN is ignored. Thread-safe, a few atomics. On
+     * other series it does nothing, as series_add/set do on histograms. */
+    void (*series_observe)(sluice_series *s, double seconds);
 } sluice_host;
 
 /* ---- The descriptor ---------------------------------------------------- */
