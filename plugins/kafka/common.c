@@ -101,7 +101,7 @@ bool sk_check_properties(const sluice_host *host, sluice_ctx *ctx,
 
 char *sk_default_id(const sluice_host *host, sluice_ctx *ctx)
 {
-    const char *pipeline = SK_HOST_HAS(host, pipeline_name) ? host->pipeline_name(ctx) : NULL;
+    const char *pipeline = SLUICE_HOST_HAS(host, pipeline_name) ? host->pipeline_name(ctx) : NULL;
     const char *stage = host->stage_name(ctx);
     size_t n = strlen("sluice..") + (pipeline ? strlen(pipeline) : 0) + strlen(stage) + 1;
     char *id = malloc(n);

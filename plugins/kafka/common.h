@@ -55,12 +55,6 @@ bool sk_check_properties(const sluice_host *host, sluice_ctx *ctx,
  * across restarts. malloc()ed; NULL when out of memory. */
 char *sk_default_id(const sluice_host *host, sluice_ctx *ctx);
 
-/* Whether the core's host table has `member` (a plugin must check members
- * added after the ABI minor it was built for). */
-#define SK_HOST_HAS(h, member)                                                              \
-    ((h)->size >= offsetof(sluice_host, member) + sizeof(((sluice_host *)0)->member) &&   \
-     (h)->member != NULL)
-
 /* ---- offsets of Kafka sources, for exactly-once sinks ------------------ */
 
 /* A source publishes, at snapshot(epoch), the next offsets to read of

@@ -1223,7 +1223,7 @@ static bool check_config(const sluice_host *host, sluice_ctx *ctx, const kafka_s
             ok = false;
         }
     if (cfg->exactly_once) {
-        if (!SK_HOST_HAS(host, checkpoint_interval)) {
+        if (!SLUICE_HOST_HAS(host, checkpoint_interval)) {
             host->config_error(ctx, "exactly_once",
                                "exactly_once needs a sluice core with plugin ABI 1.2 or later");
             ok = false;
@@ -1293,7 +1293,7 @@ static int sink_create(const sluice_host *host, sluice_ctx *ctx, const void *con
         s->header_fields[i] =
             host->intern(cfg->headers.values[i], strlen(cfg->headers.values[i]));
     s->pending_warn_at = PENDING_WARN_BYTES;
-    s->checkpoints = SK_HOST_HAS(host, checkpoint_interval) && host->checkpoint_interval(ctx) >= 0;
+    s->checkpoints = SLUICE_HOST_HAS(host, checkpoint_interval) && host->checkpoint_interval(ctx) >= 0;
     if (cfg->transactional_id && !cfg->exactly_once)
         host->log(ctx, SLUICE_LOG_WARN, "transactional_id is only used with exactly_once: true");
     if (cfg->exactly_once) {
@@ -1321,7 +1321,7 @@ oom:
 static void define_metrics(kafka_sink *s)
 {
     const sluice_host *h = s->host;
-    if (!SK_HOST_HAS(h, metric_new) || !SK_HOST_HAS(h, series_set))
+    if (!SLUICE_HOST_HAS(h, metric_new) || !SLUICE_HOST_HAS(h, series_set))
         return;
     static const char *const by_topic[] = {"topic", NULL};
     static const char *const by_reason[] = {"reason", NULL};

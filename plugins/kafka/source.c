@@ -286,8 +286,8 @@ static void set_failure(kafka_source *s, const char *fmt, ...)
 
 static bool host_has_metrics(const sluice_host *h)
 {
-    return SK_HOST_HAS(h, metric_new) && SK_HOST_HAS(h, metric_series) &&
-           SK_HOST_HAS(h, series_add) && SK_HOST_HAS(h, series_set);
+    return SLUICE_HOST_HAS(h, metric_new) && SLUICE_HOST_HAS(h, metric_series) &&
+           SLUICE_HOST_HAS(h, series_add) && SLUICE_HOST_HAS(h, series_set);
 }
 
 static void define_metrics(kafka_source *s)
@@ -797,7 +797,7 @@ static void declare_partitions(kafka_source *s)
     for (size_t i = 0; i < s->nparts; i++) {
         kpart *p = s->parts[i];
         if (p->assigned) {
-            if (SK_HOST_HAS(h, partition_open))
+            if (SLUICE_HOST_HAS(h, partition_open))
                 h->partition_open(s->ctx, p->index);
             p->declared_done = false;
         } else if (!p->declared_done) {
@@ -951,7 +951,7 @@ static void hand_over(kafka_source *s, rd_kafka_topic_partition_list_t *parts)
         }
     } else {
         char why[512] = "";
-        int rc = SK_HOST_HAS(s->host, checkpoint_now)
+        int rc = SLUICE_HOST_HAS(s->host, checkpoint_now)
                      ? s->host->checkpoint_now(s->ctx, HANDOVER_CHECKPOINT_MS, why, sizeof why)
                      : SLUICE_RETRY;
         if (rc == SLUICE_OK) {
@@ -1322,7 +1322,7 @@ static int source_create(const sluice_host *host, sluice_ctx *ctx, const void *c
         snprintf(err, errlen, "out of memory");
         return SLUICE_ERROR;
     }
-    s->checkpoints = SK_HOST_HAS(host, checkpoint_interval) && host->checkpoint_interval(ctx) >= 0;
+    s->checkpoints = SLUICE_HOST_HAS(host, checkpoint_interval) && host->checkpoint_interval(ctx) >= 0;
     if (cfg->format == FORMAT_RAW) {
         s->n_key = host->intern("key", 3);
         s->n_value = host->intern("value", 5);

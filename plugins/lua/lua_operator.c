@@ -128,12 +128,6 @@ static const sluice_option lua_options[] = {
 
 /* ---- Small helpers ---------------------------------------------------------------- */
 
-static bool has_host_member(const sluice_host *h, size_t offset_end)
-{
-    return h->size >= offset_end;
-}
-#define HOST_HAS(h, m) has_host_member((h), offsetof(sluice_host, m) + sizeof((h)->m))
-
 static int oom(char *err, size_t errlen)
 {
     snprintf(err, errlen, "lua: out of memory");
@@ -145,7 +139,7 @@ static void report_state(slua_op *op)
     if (!op->state.changed && !op->timers_changed)
         return;
     op->state.changed = op->timers_changed = false;
-    if (HOST_HAS(op->host, state_size) && op->host->state_size)
+    if (SLUICE_HOST_HAS(op->host, state_size))
         op->host->state_size(op->ctx, op->state.nkeys, op->state.bytes + op->timers.bytes);
 }
 

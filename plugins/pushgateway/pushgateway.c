@@ -35,10 +35,6 @@
 #include "push.h"
 #include "sluice/plugin.h"
 
-#define HOST_HAS(h, member)                                                                 \
-    ((h)->size >= offsetof(sluice_host, member) + sizeof(((sluice_host *)0)->member) &&   \
-     (h)->member != NULL)
-
 typedef struct metric_spec {
     char *name;
     char *value;
@@ -305,7 +301,7 @@ static int pg_create(const sluice_host *host, sluice_ctx *ctx, const void *confi
                      char *err, size_t errlen)
 {
     const pg_config *cfg = config;
-    if (!HOST_HAS(host, metrics_text)) {
+    if (!SLUICE_HOST_HAS(host, metrics_text)) {
         snprintf(err, errlen, "the pushgateway sink needs sluice's plugin ABI 1.3 or newer "
                  "(this sluice has %u.%u)", host->abi_major, host->abi_minor);
         return SLUICE_ERROR;

@@ -196,15 +196,9 @@ typedef struct window_op {
 
 /* ---- Small helpers ------------------------------------------------------ */
 
-static bool has_host_member(const sluice_host *h, size_t offset_end)
-{
-    return h->size >= offset_end;
-}
-#define HOST_HAS(h, m) has_host_member((h), offsetof(sluice_host, m) + sizeof((h)->m))
-
 static void report_state(window_op *w)
 {
-    if (HOST_HAS(w->host, state_size) && w->host->state_size)
+    if (SLUICE_HOST_HAS(w->host, state_size))
         w->host->state_size(w->ctx, w->live_groups, w->bytes);
 }
 
@@ -1136,7 +1130,7 @@ static int window_process(void *self, const sluice_batch *in, unsigned input, ch
     int rc = process_records(w, in, &scratch, &late, &nlate, err, errlen);
     if (scratch)
         h->batch_free(scratch);
-    if (nlate && HOST_HAS(h, count_late) && h->count_late)
+    if (nlate && SLUICE_HOST_HAS(h, count_late))
         h->count_late(w->ctx, nlate);
     if (late) {
         if (rc == SLUICE_OK && late->count) {

@@ -28,7 +28,8 @@
  *     or whose minor is newer than its own, naming the file and both
  *     versions.
  *   - A plugin must test host->size (or a member for NULL) before using a
- *     host member added after the minor it was built for.
+ *     host member added after the minor it was built for:
+ *     SLUICE_HOST_HAS(host, member) does both.
  *
  * ABI changelog
  *   1.0  first version.
@@ -443,6 +444,12 @@ typedef struct sluice_host {
      * other series it does nothing, as series_add/set do on histograms. */
     void (*series_observe)(sluice_series *s, double seconds);
 } sluice_host;
+
+/* Whether the core's host table has `member`, set: the table may come from
+ * a core of an older minor than the plugin was built for. */
+#define SLUICE_HOST_HAS(h, member)                                                           \
+    ((h)->size >= offsetof(sluice_host, member) + sizeof(((sluice_host *)0)->member) &&   \
+     (h)->member != NULL)
 
 /* ---- The descriptor ---------------------------------------------------- */
 
