@@ -49,6 +49,7 @@ struct sl_checkpoint {
     sl_runtime *rt;
     char *root;           /* dir/pipeline */
     int64_t interval_ms;
+    int64_t timeout_ms;
     int retain;
     FILE *events;
     pthread_mutex_t lock;
@@ -85,6 +86,7 @@ sl_checkpoint *sl_checkpoint_new(sl_runtime *rt, const sl_checkpoint_opts *o)
     cp->root = malloc(n);
     snprintf(cp->root, n, "%s/%s", o->dir, o->pipeline);
     cp->interval_ms = o->interval_ms;
+    cp->timeout_ms = o->timeout_ms;
     cp->retain = o->retain > 0 ? o->retain : 1;
     pthread_mutex_init(&cp->lock, NULL);
     cp->stages = calloc(rt->nstages ? rt->nstages : 1, sizeof *cp->stages);
@@ -360,7 +362,25 @@ static bool epoch_complete(sl_checkpoint *cp, bool *ok)
     return true;
 }
 
-static void finish_epoch(sl_checkpoint *cp, bool ok)
+/* "not complete within 1s (waiting for out, sink2)" */
+static void pending_stages(sl_checkpoint *cp, char *out, size_t len)
+{
+    int n = snprintf(out, len, "not complete within %lld ms (waiting for",
+                     (long long)cp->timeout_ms);
+    const char *sep = " ";
+    for (size_t i = 0; i < cp->rt->nstages && n > 0 && (size_t)n < len - 8; i++) {
+        stage_state *s = &cp->stages[i];
+        if (s->epoch == cp->epoch || s->ended)
+            continue;
+        n += snprintf(out + n, len - (size_t)n, "%s%s", sep, cp->rt->stages[i].cfg->name);
+        sep = ", ";
+    }
+    if (n > 0 && (size_t)n < len - 2)
+        snprintf(out + n, len - (size_t)n, ")");
+}
+
+/* ok=false: why (NULL: a stage could not snapshot or writing failed). */
+static void finish_epoch(sl_checkpoint *cp, bool ok, const char *why)
 {
     uint64_t epoch = cp->epoch;
     size_t bytes = 0;
@@ -391,8 +411,8 @@ static void finish_epoch(sl_checkpoint *cp, bool ok)
         if (atomic_load(&cp->rt->final_epoch) == epoch)
             sl_runtime_outcomes_over(cp->rt);
     } else {
-        sl_log(SLUICE_LOG_WARN, NULL, "checkpoint %llu failed after %.1f ms",
-               (unsigned long long)epoch, ms);
+        sl_log(SLUICE_LOG_WARN, NULL, "checkpoint %llu failed after %.1f ms%s%s",
+               (unsigned long long)epoch, ms, why ? ": " : "", why ? why : "");
         cp->stats.failed++;
         cp->stats.last_failed_epoch = epoch;
         if (atomic_load(&cp->rt->final_epoch) == epoch) {
@@ -400,8 +420,8 @@ static void finish_epoch(sl_checkpoint *cp, bool ok)
             sl_runtime_outcomes_over(cp->rt);
         }
         char ev[128];
-        snprintf(ev, sizeof ev, "\"event\":\"checkpoint_failed\",\"epoch\":%llu",
-                 (unsigned long long)epoch);
+        snprintf(ev, sizeof ev, "\"event\":\"checkpoint_failed\",\"epoch\":%llu,\"reason\":\"%s\"",
+                 (unsigned long long)epoch, why ? "timeout" : "error");
         sl_checkpoint_event(cp, ev);
     }
     cp->in_flight = false;
@@ -412,7 +432,16 @@ int64_t sl_checkpoint_tick(sl_checkpoint *cp)
     pthread_mutex_lock(&cp->lock);
     bool ok;
     if (cp->in_flight && epoch_complete(cp, &ok))
-        finish_epoch(cp, ok);
+        finish_epoch(cp, ok, NULL);
+    else if (cp->in_flight && cp->timeout_ms > 0 &&
+             sl_now_ns() - cp->started_ns > cp->timeout_ms * 1000000) {
+        /* A stage is stuck (a sink whose peer is down): give this epoch up
+         * rather than wait for ever; its barrier still travels, and the
+         * next checkpoint covers what it would have. */
+        char why[512];
+        pending_stages(cp, why, sizeof why);
+        finish_epoch(cp, false, why);
+    }
     int64_t now = sl_wall_ms();
     bool start_final = !cp->in_flight && cp->final_taken &&
                        atomic_load(&cp->rt->final_epoch) == 0;

@@ -32,6 +32,7 @@ typedef struct sl_checkpoint_opts {
     int64_t interval_ms;    /* 0: only the final checkpoint at shutdown */
     int retain;
     const char *events_log; /* NULL: none */
+    int64_t timeout_ms;     /* one not complete by then has failed; 0: none */
 } sl_checkpoint_opts;
 
 sl_checkpoint *sl_checkpoint_new(sl_runtime *rt, const sl_checkpoint_opts *o);

@@ -327,7 +327,8 @@ static int setup_checkpoints(sl_runtime *rt, const cli_opts *o, sl_checkpoint **
     if (!cfg->checkpoints)
         return 0;
     sl_checkpoint_opts co = {cfg->checkpoint_dir, cfg->name, cfg->checkpoint_interval_ms,
-                             cfg->checkpoint_retain, cfg->events_log};
+                             cfg->checkpoint_retain, cfg->events_log,
+                             cfg->checkpoint_timeout_ms};
     sl_checkpoint *cp = sl_checkpoint_new(rt, &co);
     sl_checkpoint_event(cp, "\"event\":\"run_started\"");
     char err[2048] = "";

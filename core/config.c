@@ -40,6 +40,7 @@
 #define MAX_BATCH_SIZE 1048576
 #define DEFAULT_CHECKPOINT_DIR "./.sluice/checkpoints"
 #define DEFAULT_CHECKPOINT_RETAIN 3
+#define DEFAULT_CHECKPOINT_TIMEOUT_MS (10 * 60 * 1000) /* Flink's default too */
 #define DEFAULT_METRICS_LISTEN "127.0.0.1:9464" /* absent or `listen: true` */
 
 /* ---- Small helpers -------------------------------------------------------- */
@@ -232,10 +233,11 @@ static void read_pipeline_name(sl_pipeline_cfg *cfg, sl_diag *diag)
 
 static void read_checkpoint(sl_pipeline_cfg *cfg, sl_diag *diag)
 {
-    static const char *const keys[] = {"dir", "interval", "retain", NULL};
+    static const char *const keys[] = {"dir", "interval", "retain", "timeout", NULL};
     const sl_node *ck = sl_node_get(cfg->root, "checkpoint"), *n;
     cfg->checkpoint_retain = DEFAULT_CHECKPOINT_RETAIN;
     cfg->checkpoint_interval_ms = 0;
+    cfg->checkpoint_timeout_ms = DEFAULT_CHECKPOINT_TIMEOUT_MS;
     cfg->checkpoints = ck != NULL;
     if (ck && !sl_node_is_null(ck) && ck->kind != SL_NODE_MAP) {
         sl_diag_add(diag, ck->line, ck->col, "checkpoint expects a mapping (dir, interval, "
@@ -255,6 +257,13 @@ static void read_checkpoint(sl_pipeline_cfg *cfg, sl_diag *diag)
         else
             sl_diag_add(diag, n->line, n->col, "checkpoint.interval expects a duration like "
                         "10s or 1m, got '%s'", n->kind == SL_NODE_SCALAR ? n->value : "?");
+    }
+    if ((n = sl_node_get(ck, "timeout"))) {
+        if (n->kind == SL_NODE_SCALAR && sl_parse_duration(n->value, &v))
+            cfg->checkpoint_timeout_ms = v;
+        else
+            sl_diag_add(diag, n->line, n->col, "checkpoint.timeout expects a duration like "
+                        "10m (0: none), got '%s'", n->kind == SL_NODE_SCALAR ? n->value : "?");
     }
     if ((n = sl_node_get(ck, "retain"))) {
         if (n->kind == SL_NODE_SCALAR && sl_parse_int(n->value, &v) && v >= 1 && v <= 1000000)

@@ -66,6 +66,7 @@ typedef struct sl_pipeline_cfg {
     char *checkpoint_dir;         /* default ./.sluice/checkpoints */
     int64_t checkpoint_interval_ms;
     int checkpoint_retain;        /* default 3 */
+    int64_t checkpoint_timeout_ms; /* default 10m; 0: none */
     bool checkpoints;             /* a `checkpoint:` section is there */
     char *shutdown_file;          /* drain when this file is removed; NULL: none */
     char *events_log;             /* JSON lines of run and checkpoint events; NULL: none */
