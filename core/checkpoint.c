@@ -91,7 +91,11 @@ sl_checkpoint *sl_checkpoint_new(sl_runtime *rt, const sl_checkpoint_opts *o)
     pthread_mutex_init(&cp->lock, NULL);
     cp->stages = calloc(rt->nstages ? rt->nstages : 1, sizeof *cp->stages);
     if (o->events_log) {
-        cp->events = fopen(o->events_log, "a");
+        /* 0644 whatever the umask (fopen() would make it 0666 under umask 0). */
+        int fd = open(o->events_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        cp->events = fd >= 0 ? fdopen(fd, "a") : NULL;
+        if (fd >= 0 && !cp->events)
+            close(fd);
         if (!cp->events)
             sl_log(SLUICE_LOG_WARN, NULL, "cannot open events_log '%s': %s", o->events_log,
                    strerror(errno));

@@ -7,6 +7,7 @@
  * finish, sinks flush), a second one exits at once with status 130.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -378,9 +379,10 @@ static void make_shutdown_file(const char *path)
 {
     if (!path || access(path, F_OK) == 0)
         return;
-    FILE *f = fopen(path, "w");
-    if (f) {
-        fclose(f);
+    /* 0644 whatever the umask (fopen() would make it 0666 under umask 0). */
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+        close(fd);
         sl_log(SLUICE_LOG_INFO, NULL, "created %s: remove it to stop the run gracefully", path);
     } else {
         sl_log(SLUICE_LOG_WARN, NULL, "cannot create shutdown_file %s: %s", path,

@@ -9,8 +9,11 @@
  * a large batch still costs only a few system calls. flush() writes out and
  * fsync()s.
  *
- * The file is created with mode 0644 and truncated at start unless
- * `append: true`. A missing parent folder is an error at start (no folder is
+ * The file is created with mode 0644 (narrowed by the umask) and truncated
+ * at start unless `append: true`. With `mode` (octal, e.g. "0640") the
+ * file gets exactly those permission bits at start, created or not, umask
+ * or not: the user said so. A mode without the owner's write bit is
+ * refused, since a restart could no longer open the file. A missing parent folder is an error at start (no folder is
  * created behind the user's back); a failing write (ENOSPC, EIO) stops the
  * stage with the path and strerror.
  *
@@ -35,6 +38,7 @@ typedef struct file_sink_config {
     int format;
     bool append;
     int64_t buffer_size;
+    char *mode;
 } file_sink_config;
 
 static const sluice_option file_sink_options[] = {
@@ -49,6 +53,9 @@ static const sluice_option file_sink_options[] = {
     {.name = "buffer_size", .type = SLUICE_OPT_SIZE, .default_value = "1MiB",
      .offset = offsetof(file_sink_config, buffer_size),
      .help = "bytes gathered before a write(); each batch is written out at its end"},
+    {.name = "mode", .type = SLUICE_OPT_STRING, .offset = offsetof(file_sink_config, mode),
+     .help = "permission bits of the file, in octal like \"0640\", set at start whatever the "
+             "umask (default: created 0644 less the umask; an existing file keeps its own)"},
     {.name = NULL},
 };
 
@@ -61,7 +68,24 @@ typedef struct file_sink {
     sluice_buf out;
     size_t flush_at;
     int64_t restored_len; /* from a checkpoint: cut the file back to this; -1: none */
+    int mode;             /* from `mode`; -1: none */
 } file_sink;
+
+/* "0640", "640": three or four octal digits, nothing above 0777 (no
+ * setuid, setgid or sticky bit on a data file). -1 when not such. */
+static int parse_mode(const char *text)
+{
+    size_t len = strlen(text);
+    if (len < 3 || len > 4 || (len == 4 && text[0] != '0'))
+        return -1;
+    int mode = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] < '0' || text[i] > '7')
+            return -1;
+        mode = mode * 8 + (text[i] - '0');
+    }
+    return mode;
+}
 
 static int sink_create(const sluice_host *host, sluice_ctx *ctx, const void *config,
                        void **self, char *err, size_t errlen)
@@ -75,6 +99,19 @@ static int sink_create(const sluice_host *host, sluice_ctx *ctx, const void *con
     if (cfg->buffer_size < 1 || cfg->buffer_size > ((int64_t)1 << 30)) {
         host->config_error(ctx, "buffer_size", "buffer_size must be between 1 byte and 1GiB");
         ok = false;
+    }
+    int mode = -1;
+    if (cfg->mode) {
+        mode = parse_mode(cfg->mode);
+        if (mode < 0) {
+            host->config_error(ctx, "mode", "'%s' is not a file mode: give octal permission "
+                               "bits from 0000 to 0777, like \"0640\"", cfg->mode);
+            ok = false;
+        } else if (!(mode & S_IWUSR)) {
+            host->config_error(ctx, "mode", "'%s' leaves the owner without write permission: "
+                               "a restart could not open the file again", cfg->mode);
+            ok = false;
+        }
     }
     if (!ok) {
         snprintf(err, errlen, "invalid file sink options");
@@ -91,6 +128,7 @@ static int sink_create(const sluice_host *host, sluice_ctx *ctx, const void *con
     s->fd = -1;
     s->flush_at = (size_t)cfg->buffer_size;
     s->restored_len = -1;
+    s->mode = mode;
     *self = s;
     return SLUICE_OK;
 }
@@ -108,7 +146,9 @@ static int sink_start(void *self, char *err, size_t errlen)
         flags |= O_APPEND;
     else
         flags |= O_TRUNC;
-    s->fd = open(s->cfg->path, flags, 0644);
+    /* Created no wider than 0644 (or `mode`) whatever the umask; the
+     * umask may narrow it, and a configured mode is set exactly below. */
+    s->fd = open(s->cfg->path, flags, s->mode >= 0 ? (mode_t)s->mode : 0644);
     if (s->fd < 0) {
         snprintf(err, errlen, "cannot open '%s' for writing: %s", s->cfg->path, strerror(errno));
         return SLUICE_ERROR;
@@ -116,6 +156,14 @@ static int sink_start(void *self, char *err, size_t errlen)
     struct stat st;
     if (fstat(s->fd, &st) != 0) {
         snprintf(err, errlen, "cannot stat '%s': %s", s->cfg->path, strerror(errno));
+        return SLUICE_ERROR;
+    }
+    /* Only a regular file has permission bits of its own to set: a FIFO
+     * or /dev/null is left as it is. */
+    if (s->mode >= 0 && S_ISREG(st.st_mode) && (st.st_mode & 07777) != (mode_t)s->mode &&
+        fchmod(s->fd, (mode_t)s->mode) != 0) {
+        snprintf(err, errlen, "cannot set mode %04o on '%s': %s", s->mode, s->cfg->path,
+                 strerror(errno));
         return SLUICE_ERROR;
     }
     if (resume) {

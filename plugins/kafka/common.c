@@ -5,6 +5,7 @@
  */
 #include "common.h"
 
+#include <ctype.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,11 +20,144 @@ void sk_base_init(sk_base *b, const sluice_host *host, sluice_ctx *ctx, const ch
     atomic_init(&b->fatal, 0);
     b->last_error[0] = 0;
     pthread_mutex_init(&b->error_lock, NULL);
+    b->secrets = NULL;
+    b->nsecrets = 0;
+}
+
+static void free_secrets(char **list, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        explicit_bzero(list[i], strlen(list[i]));
+        free(list[i]);
+    }
+    free(list);
 }
 
 void sk_base_destroy(sk_base *b)
 {
+    free_secrets(b->secrets, b->nsecrets);
+    b->secrets = NULL;
+    b->nsecrets = 0;
     pthread_mutex_destroy(&b->error_lock);
+}
+
+/* ---- secrets ------------------------------------------------------------- */
+
+static bool contains_nocase(const char *hay, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (; *hay; hay++) {
+        size_t i = 0;
+        while (i < n && hay[i] && tolower((unsigned char)hay[i]) == needle[i])
+            i++;
+        if (i == n)
+            return true;
+    }
+    return false;
+}
+
+bool sk_secret_name(const char *name)
+{
+    static const char *const words[] = {
+        "password", "passwd", "secret", "token", "credential", "jaas", "oauthbearer.config",
+        "key.pem", "ssl_key", "private", "api.key", "apikey", "api_key", NULL};
+    for (size_t i = 0; name && words[i]; i++)
+        if (contains_nocase(name, words[i]))
+            return true;
+    return false;
+}
+
+typedef struct secret_list {
+    char **items;
+    size_t count;
+    bool out_of_memory;
+} secret_list;
+
+static void add_secret(secret_list *l, const char *value, size_t len)
+{
+    if (len == 0)
+        return;
+    for (size_t i = 0; i < l->count; i++)
+        if (strlen(l->items[i]) == len && memcmp(l->items[i], value, len) == 0)
+            return;
+    char **grown = realloc(l->items, (l->count + 1) * sizeof *grown);
+    char *copy = grown ? strndup(value, len) : NULL;
+    if (grown)
+        l->items = grown;
+    if (!copy) {
+        l->out_of_memory = true;
+        return;
+    }
+    /* Longest first, so a secret that holds another is replaced whole. */
+    size_t at = l->count++;
+    while (at > 0 && strlen(l->items[at - 1]) < len) {
+        l->items[at] = l->items[at - 1];
+        at--;
+    }
+    l->items[at] = copy;
+}
+
+/* The password of every scheme://user:password@host in value. */
+static void add_url_passwords(secret_list *l, const char *value)
+{
+    for (const char *p = strstr(value, "://"); p; p = strstr(p, "://")) {
+        p += 3;
+        size_t authority = strcspn(p, "/?#\"' \t\r\n");
+        const char *at = NULL;
+        for (size_t i = 0; i < authority; i++)
+            if (p[i] == '@')
+                at = p + i;
+        const char *colon = at ? memchr(p, ':', (size_t)(at - p)) : NULL;
+        if (colon)
+            add_secret(l, colon + 1, (size_t)(at - colon - 1));
+    }
+}
+
+static void add_property(secret_list *l, const char *name, const char *value)
+{
+    if (!value)
+        return;
+    if (sk_secret_name(name))
+        add_secret(l, value, strlen(value));
+    add_url_passwords(l, value);
+}
+
+/* One pass over text, the longest secret first at each place, so that a
+ * secret is never found again inside a marker already put in. */
+static void redact_with(char *const *secrets, size_t n, char *text, size_t cap)
+{
+    static const char marker[] = SK_REDACTED;
+    if (!text || cap == 0 || n == 0)
+        return;
+    char *out = malloc(cap);
+    if (!out) { /* better no message than one with a secret */
+        text[0] = 0;
+        return;
+    }
+    size_t o = 0;
+    const char *p = text;
+    while (*p && o < cap - 1) {
+        size_t hit = 0;
+        for (size_t i = 0; i < n && !hit; i++)
+            if (secrets[i][0] == *p && strncmp(p, secrets[i], strlen(secrets[i])) == 0)
+                hit = strlen(secrets[i]);
+        if (!hit) {
+            out[o++] = *p++;
+            continue;
+        }
+        size_t m = sizeof marker - 1 < cap - 1 - o ? sizeof marker - 1 : cap - 1 - o;
+        memcpy(out + o, marker, m);
+        o += m;
+        p += hit;
+    }
+    out[o] = 0;
+    memcpy(text, out, o + 1);
+    free(out);
+}
+
+void sk_redact(const sk_base *base, char *text, size_t cap)
+{
+    redact_with(base->secrets, base->nsecrets, text, cap);
 }
 
 void sk_last_error(sk_base *b, char *out, size_t outlen)
@@ -45,11 +179,23 @@ static sluice_log_level level_of(int syslog_level)
     return SLUICE_LOG_DEBUG;
 }
 
+/* librdkafka redacts the properties it knows to be sensitive in its own
+ * configuration dump, but other messages may quote a value (an
+ * unparsable sasl.oauthbearer.config is echoed back): every line is
+ * scrubbed of this stage's secrets first. */
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     sk_base *b = rd_kafka_opaque(rk);
-    if (b)
+    if (!b)
+        return;
+    if (!b->nsecrets) {
         b->host->log(b->ctx, level_of(level), "librdkafka %s: %s", fac, buf);
+        return;
+    }
+    char msg[2048];
+    snprintf(msg, sizeof msg, "%s", buf);
+    sk_redact(b, msg, sizeof msg);
+    b->host->log(b->ctx, level_of(level), "librdkafka %s: %s", fac, msg);
 }
 
 /* Runs on librdkafka's threads (or inside its poll calls): remember, and
@@ -61,6 +207,7 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     (void)rk;
     pthread_mutex_lock(&b->error_lock);
     snprintf(b->last_error, sizeof b->last_error, "%s", reason);
+    sk_redact(b, b->last_error, sizeof b->last_error);
     pthread_mutex_unlock(&b->error_lock);
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
         atomic_store(&b->all_brokers_down, 1);
@@ -88,6 +235,11 @@ bool sk_check_properties(const sluice_host *host, sluice_ctx *ctx,
         if (rd_kafka_conf_set(conf, properties->keys[i], properties->values[i], why,
                               sizeof why) == RD_KAFKA_CONF_OK)
             continue;
+        /* librdkafka quotes the value it refuses: not when it is a secret. */
+        secret_list mine = {0};
+        add_property(&mine, properties->keys[i], properties->values[i]);
+        redact_with(mine.items, mine.count, why, sizeof why);
+        free_secrets(mine.items, mine.count);
         size_t n = strlen(why);
         while (n && (why[n - 1] == '\n' || why[n - 1] == ' ' || why[n - 1] == '.'))
             why[--n] = 0;
@@ -114,21 +266,73 @@ char *sk_default_id(const sluice_host *host, sluice_ctx *ctx)
     return id;
 }
 
-static int set(rd_kafka_conf_t *conf, const char *name, const char *value, const char *what,
-               char *err, size_t errlen)
+static int set(const sk_base *base, rd_kafka_conf_t *conf, const char *name, const char *value,
+               const char *what, char *err, size_t errlen)
 {
     char why[512];
     if (rd_kafka_conf_set(conf, name, value, why, sizeof why) == RD_KAFKA_CONF_OK)
         return 0;
+    sk_redact(base, why, sizeof why);
     snprintf(err, errlen, "%s%s: %s", what, name, why);
     return -1;
+}
+
+/* One "name=value" of the DEBUG line, the value hidden when secret. */
+static void describe_setting(sluice_buf *line, const sluice_host *host, const char *name,
+                             const char *value)
+{
+    if (line->len)
+        host->buf_append(line, ", ", 2);
+    host->buf_append(line, name, strlen(name));
+    host->buf_append(line, "=", 1);
+    if (sk_secret_name(name))
+        value = SK_REDACTED;
+    host->buf_append(line, value, strlen(value));
+}
+
+/* The settings this stage gives librdkafka, for `--log-level debug`;
+ * passwords inside URLs go through sk_redact() like everything else. */
+static void log_settings(const sk_base *base, const sluice_map *properties,
+                         const char *const *defaults)
+{
+    const sluice_host *host = base->host;
+    sluice_buf line = {0};
+    if (base->brokers)
+        describe_setting(&line, host, "bootstrap.servers", base->brokers);
+    for (size_t i = 0; defaults && defaults[i]; i += 2)
+        describe_setting(&line, host, defaults[i], defaults[i + 1]);
+    for (size_t i = 0; properties && i < properties->count; i++)
+        describe_setting(&line, host, properties->keys[i], properties->values[i]);
+    char text[2048];
+    snprintf(text, sizeof text, "%.*s", (int)line.len, line.data ? line.data : "");
+    host->buf_free(&line);
+    sk_redact(base, text, sizeof text);
+    host->log(base->ctx, SLUICE_LOG_DEBUG, "librdkafka settings: %s", text);
 }
 
 rd_kafka_conf_t *sk_conf_new(sk_base *base, const sluice_map *properties,
                              const char *const *defaults, char *err, size_t errlen)
 {
+    /* Secrets first, so that even an error about a property is scrubbed. */
+    secret_list secrets = {0};
+    if (base->brokers)
+        add_url_passwords(&secrets, base->brokers);
+    for (size_t i = 0; defaults && defaults[i]; i += 2)
+        add_property(&secrets, defaults[i], defaults[i + 1]);
+    for (size_t i = 0; properties && i < properties->count; i++)
+        add_property(&secrets, properties->keys[i], properties->values[i]);
+    free_secrets(base->secrets, base->nsecrets);
+    base->secrets = secrets.items;
+    base->nsecrets = secrets.count;
+    if (secrets.out_of_memory) { /* better no client than one that might leak */
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    log_settings(base, properties, defaults);
+
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    if (base->brokers && set(conf, "bootstrap.servers", base->brokers, "", err, errlen) != 0)
+    if (base->brokers &&
+        set(base, conf, "bootstrap.servers", base->brokers, "", err, errlen) != 0)
         goto fail;
     /* librdkafka's own logging lands in sluice's log; it may be called
      * from librdkafka's threads, which host->log allows. */
@@ -136,10 +340,10 @@ rd_kafka_conf_t *sk_conf_new(sk_base *base, const sluice_map *properties,
     rd_kafka_conf_set_error_cb(conf, error_cb);
     rd_kafka_conf_set_opaque(conf, base);
     for (size_t i = 0; defaults && defaults[i]; i += 2)
-        if (set(conf, defaults[i], defaults[i + 1], "", err, errlen) != 0)
+        if (set(base, conf, defaults[i], defaults[i + 1], "", err, errlen) != 0)
             goto fail;
     for (size_t i = 0; properties && i < properties->count; i++)
-        if (set(conf, properties->keys[i], properties->values[i], "properties.", err,
+        if (set(base, conf, properties->keys[i], properties->values[i], "properties.", err,
                 errlen) != 0)
             goto fail;
     return conf;

@@ -24,11 +24,19 @@ typedef struct sk_base {
     /* Set by the error callback (librdkafka's threads), read by the stage. */
     _Atomic int all_brokers_down;  /* 1 while no broker is reachable */
     _Atomic int fatal;             /* a fatal error (fenced producer, ...) */
-    char last_error[512];          /* guarded by error_lock */
+    char last_error[512];          /* guarded by error_lock, already redacted */
     pthread_mutex_t error_lock;
+    /* The values of secret properties (sk_secret_name), and passwords of
+     * URLs in any property, longest first: wiped out of every librdkafka
+     * message before sluice logs or keeps it. Set by sk_conf_new() before
+     * librdkafka's threads exist, freed by sk_base_destroy() after they
+     * ended, so the callbacks read them without a lock. */
+    char **secrets;
+    size_t nsecrets;
 } sk_base;
 
 void sk_base_init(sk_base *b, const sluice_host *host, sluice_ctx *ctx, const char *brokers);
+/* After rd_kafka_destroy(): its callbacks may still run until then. */
 void sk_base_destroy(sk_base *b);
 /* The newest error librdkafka reported (copied), or "" when none. */
 void sk_last_error(sk_base *b, char *out, size_t outlen);
@@ -38,7 +46,9 @@ void sk_last_error(sk_base *b, char *out, size_t outlen);
  * file order (so users can override anything, security settings
  * included). The defaults given in `defaults` (NULL-terminated name/value
  * pairs) are applied before properties. NULL with err set ("properties.X:
- * librdkafka's message") on a bad property. */
+ * librdkafka's message", redacted) on a bad property. Also remembers the
+ * secrets among properties in base, and logs the settings at DEBUG with
+ * each secret shown as "[redacted]". */
 rd_kafka_conf_t *sk_conf_new(sk_base *base, const sluice_map *properties,
                              const char *const *defaults, char *err, size_t errlen);
 
@@ -50,6 +60,25 @@ const char *sk_property(const sluice_map *properties, const char *name);
  * properties.NAME. false when any was bad. */
 bool sk_check_properties(const sluice_host *host, sluice_ctx *ctx,
                          const sluice_map *properties);
+
+/* ---- secrets ---------------------------------------------------------- */
+
+#define SK_REDACTED "[redacted]"
+
+/* Whether a librdkafka property holds a secret, by its name: it contains
+ * (in any case) password, passwd, secret, token, credential, jaas,
+ * oauthbearer.config, key.pem, ssl_key, private or api.key/apikey/api_key.
+ * This catches sasl.password, ssl.key.password, ssl.keystore.password,
+ * ssl.key.pem, sasl.oauthbearer.config, sasl.oauthbearer.client.secret and
+ * Java-style names like sasl.jaas.config that users paste in; a name too
+ * many (sasl.oauthbearer.token.endpoint.url) only hides a value. */
+bool sk_secret_name(const char *name);
+
+/* Rewrites text in place (at most cap bytes with its NUL): every
+ * occurrence of one of base's secrets becomes "[redacted]". For messages
+ * of librdkafka's that did not come through the callbacks, such as
+ * rd_kafka_new()'s error text. */
+void sk_redact(const sk_base *base, char *text, size_t cap);
 
 /* "sluice.PIPELINE.STAGE": a default group or transactional id, stable
  * across restarts. malloc()ed; NULL when out of memory. */

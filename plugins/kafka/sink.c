@@ -1387,6 +1387,7 @@ static int sink_start(void *self, char *err, size_t errlen)
     s->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why);
     if (!s->rk) {
         rd_kafka_conf_destroy(conf);
+        sk_redact(&s->base, why, sizeof why);
         snprintf(err, errlen, "cannot create a Kafka producer for %s: %s", cfg->brokers, why);
         return SLUICE_ERROR;
     }

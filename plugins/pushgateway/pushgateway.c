@@ -119,6 +119,7 @@ typedef struct pg_sink {
     sluice_ctx *ctx;
     const pg_config *cfg;
     char *url;
+    char *shown_url;          /* url for messages: without the password of its userinfo */
     gauge_spec *specs;
     size_t nspecs;
     pg_gauges *gauges;
@@ -169,18 +170,20 @@ static bool check_labels(pg_sink *pg, const sluice_map *labels, const char *opti
     return ok;
 }
 
+/* Messages quote the URL without the password it may carry. */
 static bool check_url(pg_sink *pg, const char *url)
 {
-    if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
-        pg->host->config_error(pg->ctx, "url", "'%s' is not an http:// or https:// URL", url);
-        return false;
-    }
-    if (strchr(url, '?') || strchr(url, '#')) {
-        pg->host->config_error(pg->ctx, "url", "'%s': give the gateway's base URL, without a "
-                               "query or fragment", url);
-        return false;
-    }
-    return true;
+    const char *why = NULL;
+    if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
+        why = " is not an http:// or https:// URL";
+    else if (strchr(url, '?') || strchr(url, '#'))
+        why = ": give the gateway's base URL, without a query or fragment";
+    if (!why)
+        return true;
+    char *shown = pg_url_shown(url);
+    pg->host->config_error(pg->ctx, "url", "'%s'%s", shown ? shown : "(out of memory)", why);
+    free(shown);
+    return false;
 }
 
 /* Names the runtime's metrics use; a gauge of the same name would make the
@@ -357,7 +360,8 @@ static int pg_create(const sluice_host *host, sluice_ctx *ctx, const void *confi
 
     pg->gauges = pg_gauges_new((size_t)cfg->max_series);
     pg->url = pg->gauges ? pg_group_url(host, cfg->url, job, &cfg->grouping) : NULL;
-    if (!pg->url || !compile_specs(pg, cfg)) {
+    pg->shown_url = pg->url ? pg_url_shown(pg->url) : NULL;
+    if (!pg->shown_url || !compile_specs(pg, cfg)) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -386,7 +390,7 @@ static int pg_start(void *self, char *err, size_t errlen)
     pg->pusher = pg_pusher_new(&s, err, errlen);
     if (!pg->pusher)
         return SLUICE_ERROR;
-    pg->host->log(pg->ctx, SLUICE_LOG_INFO, "pushing to %s every %" PRId64 " ms", pg->url,
+    pg->host->log(pg->ctx, SLUICE_LOG_INFO, "pushing to %s every %" PRId64 " ms", pg->shown_url,
                   cfg->interval_ms);
     return pg_pusher_start(pg->pusher, err, errlen);
 }
@@ -538,10 +542,10 @@ static void final_push(pg_sink *pg)
         return;
     pg->final_pushed = true;
     if (pg_pusher_finish(pg->pusher, pg->cfg->final_timeout_ms))
-        pg->host->log(pg->ctx, SLUICE_LOG_INFO, "final push to %s done", pg->url);
+        pg->host->log(pg->ctx, SLUICE_LOG_INFO, "final push to %s done", pg->shown_url);
     else
         pg->host->log(pg->ctx, SLUICE_LOG_ERROR, "the final push to %s failed for %" PRId64
-                      " ms; this run's last figures are not in the gateway", pg->url,
+                      " ms; this run's last figures are not in the gateway", pg->shown_url,
                       pg->cfg->final_timeout_ms);
 }
 
@@ -567,6 +571,7 @@ static void pg_destroy(void *self)
     free(pg->specs);
     pg_gauges_free(pg->gauges);
     free(pg->url);
+    free(pg->shown_url);
     free(pg);
 }
 
