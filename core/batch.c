@@ -14,6 +14,16 @@
 
 #define CHUNK_MIN (64 * 1024)
 
+/* Bytes held by every live batch's arena, process-wide: what the runtime
+ * weighs against memory_limit. Counted per chunk (64 KiB and up), so the
+ * atomic is touched rarely. */
+static _Atomic size_t live_bytes;
+
+size_t sl_batch_live_bytes(void)
+{
+    return atomic_load_explicit(&live_bytes, memory_order_relaxed);
+}
+
 typedef struct chunk {
     struct chunk *next;
     size_t size, used;
@@ -37,6 +47,7 @@ static chunk *chunk_new(size_t want)
     c->next = NULL;
     c->size = size;
     c->used = 0;
+    atomic_fetch_add_explicit(&live_bytes, sizeof *c + size, memory_order_relaxed);
     return c;
 }
 
@@ -99,6 +110,7 @@ void sl_batch_unref(sluice_batch *b)
     free(m->kept);
     for (chunk *c = m->chunks; c;) {
         chunk *next = c->next;
+        atomic_fetch_sub_explicit(&live_bytes, sizeof *c + c->size, memory_order_relaxed);
         free(c);
         c = next;
     }
@@ -107,7 +119,10 @@ void sl_batch_unref(sluice_batch *b)
 }
 
 /* The record array is allocated at full capacity on first append: one
- * allocation per batch, and record pointers stay valid. */
+ * allocation per batch, and record pointers stay valid. Past
+ * SLUICE_BATCH_MAX_BYTES of arena the batch says it is full by lowering
+ * its capacity to its count: every producer checks count against capacity
+ * before appending, so none needs to know about bytes. */
 sluice_record *sl_record_append(sluice_batch *b)
 {
     if (b->count >= b->capacity)
@@ -118,6 +133,8 @@ sluice_record *sl_record_append(sluice_batch *b)
             return NULL;
     }
     sluice_record *r = &b->records[b->count++];
+    if (b->mem->bytes >= SLUICE_BATCH_MAX_BYTES)
+        b->capacity = b->count;
     memset(r, 0, sizeof *r);
     r->time = SLUICE_TIME_NONE;
     return r;

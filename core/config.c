@@ -40,6 +40,8 @@
 #define MAX_BATCH_SIZE 1048576
 #define DEFAULT_CHECKPOINT_DIR "./.sluice/checkpoints"
 #define DEFAULT_CHECKPOINT_RETAIN 3
+#define DEFAULT_MEMORY_LIMIT (256LL * 1024 * 1024)
+#define MIN_MEMORY_LIMIT (4LL * 1024 * 1024)
 #define DEFAULT_CHECKPOINT_TIMEOUT_MS (10 * 60 * 1000) /* Flink's default too */
 #define DEFAULT_METRICS_LISTEN "127.0.0.1:9464" /* absent or `listen: true` */
 
@@ -286,6 +288,23 @@ static void read_paths(sl_pipeline_cfg *cfg, sl_diag *diag)
     if ((n = sl_node_get(cfg->root, "events_log")) &&
         (v = want_scalar(n, "events_log", "a file path", diag)))
         cfg->events_log = xstrdup(v);
+}
+
+/* memory_limit: a size; 0 turns the limit off. */
+static void read_memory_limit(sl_pipeline_cfg *cfg, sl_diag *diag)
+{
+    const sl_node *n = sl_node_get(cfg->root, "memory_limit");
+    long long v;
+    cfg->memory_limit = DEFAULT_MEMORY_LIMIT;
+    if (!n)
+        return;
+    if (n->kind == SL_NODE_SCALAR && sl_parse_size(n->value, &v) &&
+        (v == 0 || v >= MIN_MEMORY_LIMIT))
+        cfg->memory_limit = v;
+    else
+        sl_diag_add(diag, n->line, n->col, "memory_limit expects a size of at least 4MiB "
+                    "like 256MiB or 1GiB (0: no limit), got '%s'",
+                    n->kind == SL_NODE_SCALAR ? n->value : "?");
 }
 
 /* metrics.listen: host:port, or a bool (true = the default address). */
@@ -582,7 +601,7 @@ sl_pipeline_cfg *sl_config_read(const char *file, const sl_override *ovr, size_t
                                 sl_diag *diag)
 {
     static const char *const top_keys[] = {"pipeline", "checkpoint", "metrics", "plugin_path",
-                                           "shutdown_file", "events_log",
+                                           "shutdown_file", "events_log", "memory_limit",
                                            "sources", "operators", "sinks", NULL};
     if (!diag->file)
         diag->file = file;
@@ -606,6 +625,7 @@ sl_pipeline_cfg *sl_config_read(const char *file, const sl_override *ovr, size_t
     read_pipeline_name(cfg, diag);
     read_checkpoint(cfg, diag);
     read_paths(cfg, diag);
+    read_memory_limit(cfg, diag);
     read_metrics(cfg, diag);
     read_plugin_path(cfg, diag);
     size_t nsources = read_section(cfg, "sources", SLUICE_SOURCE, diag);

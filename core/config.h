@@ -70,6 +70,7 @@ typedef struct sl_pipeline_cfg {
     bool checkpoints;             /* a `checkpoint:` section is there */
     char *shutdown_file;          /* drain when this file is removed; NULL: none */
     char *events_log;             /* JSON lines of run and checkpoint events; NULL: none */
+    int64_t memory_limit;         /* bytes; default 256MiB; 0: none (see runtime.c) */
 
     char *metrics_listen;         /* NULL with `listen: false`; absent or
                                      `listen: true` = 127.0.0.1:9464 */

@@ -189,6 +189,13 @@ static int host_metrics_text(sluice_ctx *ctx, sluice_buf *out)
     return sl_metrics_render(ctx->rt, out);
 }
 
+/* ---- 1.4 ---- */
+
+static int64_t host_memory_limit(sluice_ctx *ctx)
+{
+    return ctx->rt->cfg->memory_limit;
+}
+
 const sluice_host sl_host = {
     .abi_major = SLUICE_ABI_MAJOR,
     .abi_minor = SLUICE_ABI_MINOR,
@@ -236,4 +243,5 @@ const sluice_host sl_host = {
     .series_set = sl_registry_set,
     .metrics_text = host_metrics_text,
     .series_observe = sl_registry_observe,
+    .memory_limit = host_memory_limit,
 };

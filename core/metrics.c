@@ -346,6 +346,29 @@ static void checkpoints(render *r, sl_runtime *rt)
     value_double(r, (double)s.last_success_ms / 1e3);
 }
 
+/* memory_limit and what weighs against it; which sources are paused. */
+static void memory(render *r, sl_runtime *rt)
+{
+    const char *name = "sluice_memory_in_flight_bytes";
+    family(r, name, "gauge", "Bytes of records in flight (every live batch), weighed "
+           "against half of memory_limit.");
+    pipeline_sample(r, rt, name, NULL);
+    value_u64(r, sl_batch_live_bytes());
+    name = "sluice_memory_limit_bytes";
+    family(r, name, "gauge", "The pipeline's memory_limit (0: none).");
+    pipeline_sample(r, rt, name, NULL);
+    value_u64(r, (uint64_t)rt->cfg->memory_limit);
+    name = "sluice_source_paused";
+    family(r, name, "gauge", "1 while a source reads nothing because the pipeline is full.");
+    for (size_t i = 0; i < rt->nstages; i++) {
+        sluice_ctx *ctx = &rt->stages[i];
+        if (ctx->cfg->kind != SLUICE_SOURCE)
+            continue;
+        stage_labels(r, rt, ctx, name, NULL, NULL);
+        value_u64(r, atomic_load_explicit(&ctx->paused, memory_order_relaxed));
+    }
+}
+
 /* ---- process_* from /proc/self ------------------------------------------- */
 
 typedef struct proc_stat {
@@ -466,7 +489,7 @@ int sl_metrics_render(sl_runtime *rt, sluice_buf *out)
                "Time from a record being read by its source to being written by this sink.",
                H_LATENCY);
     nanos_total(&r, rt, "sluice_backpressure_seconds_total",
-                "Time the stage spent blocked on a full downstream queue.", false);
+                "Time the stage spent blocked on a full downstream queue, or paused (memory_limit).", false);
     watermarks(&r, rt);
     per_stage_u64(&r, rt, "sluice_state_keys", "gauge", "Keys in the stage's state.",
                   C_STATE_KEYS);
@@ -475,6 +498,7 @@ int sl_metrics_render(sl_runtime *rt, sluice_buf *out)
     nanos_total(&r, rt, "sluice_checkpoint_alignment_seconds_total",
                 "Time inputs were held back aligning checkpoint barriers.", true);
     checkpoints(&r, rt);
+    memory(&r, rt);
     if (!r.err && sl_registry_render(rt->registry, out) != 0)
         r.err = -1;
     process_metrics(&r);

@@ -73,11 +73,11 @@ static int grow(sl_queue *q)
     return 0;
 }
 
-int64_t sl_queue_push(sl_queue *q, const sl_item *item)
+static int64_t push(sl_queue *q, const sl_item *item, bool wait_for_room)
 {
     int64_t blocked = 0;
     pthread_mutex_lock(&q->lock);
-    if (item->kind == SL_ITEM_BATCH && q->batches >= q->max_batches) {
+    if (wait_for_room && item->kind == SL_ITEM_BATCH && q->batches >= q->max_batches) {
         int64_t t0 = sl_now_ns();
         while (q->batches >= q->max_batches)
             pthread_cond_wait(&q->not_full, &q->lock);
@@ -96,6 +96,16 @@ int64_t sl_queue_push(sl_queue *q, const sl_item *item)
     pthread_cond_signal(&q->not_empty);
     pthread_mutex_unlock(&q->lock);
     return blocked;
+}
+
+int64_t sl_queue_push(sl_queue *q, const sl_item *item)
+{
+    return push(q, item, true);
+}
+
+void sl_queue_push_over(sl_queue *q, const sl_item *item)
+{
+    push(q, item, false);
 }
 
 static void take(sl_queue *q, sl_item *out)
@@ -145,4 +155,9 @@ unsigned sl_queue_depth(sl_queue *q)
     unsigned n = q->batches;
     pthread_mutex_unlock(&q->lock);
     return n;
+}
+
+unsigned sl_queue_capacity(const sl_queue *q)
+{
+    return q->max_batches; /* fixed at creation: no lock needed */
 }

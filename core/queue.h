@@ -42,10 +42,14 @@ void sl_queue_free(sl_queue *q); /* drops any batches still queued */
 /* Push; blocks while the queue is full of batches. Returns the ns spent
  * blocked (backpressure). */
 int64_t sl_queue_push(sl_queue *q, const sl_item *item);
+/* Push without waiting for room: for sources that pause instead of
+ * blocking (their overshoot is what one poll emits). */
+void sl_queue_push_over(sl_queue *q, const sl_item *item);
 /* Pop; blocks until an item is there. */
 void sl_queue_pop(sl_queue *q, sl_item *out);
 /* Pop, waiting at most timeout_ms; false when nothing came. */
 bool sl_queue_pop_wait(sl_queue *q, sl_item *out, int64_t timeout_ms);
 unsigned sl_queue_depth(sl_queue *q); /* batches queued now */
+unsigned sl_queue_capacity(const sl_queue *q); /* the max_batches it was made with */
 
 #endif

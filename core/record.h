@@ -25,6 +25,7 @@ size_t sl_name_len(sluice_name name);
 sluice_batch *sl_batch_new(uint32_t capacity);
 void sl_batch_ref(sluice_batch *b);
 void sl_batch_unref(sluice_batch *b); /* frees at zero; NULL is fine */
+size_t sl_batch_live_bytes(void);      /* arena bytes of all live batches */
 sluice_record *sl_record_append(sluice_batch *b);
 sluice_record *sl_record_copy(sluice_batch *b, const sluice_batch *src_batch,
                               const sluice_record *src);

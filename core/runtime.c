@@ -136,10 +136,17 @@ int sl_stage_emit(sluice_ctx *ctx, size_t output, sluice_batch *b)
     sl_output *out = &ctx->outputs[output];
     for (size_t e = 1; e < out->nedges; e++)
         sl_batch_ref(b);
+    /* A source that can pause must not block here, past its peer's
+     * patience (Kafka's max.poll.interval.ms): the queue takes this poll's
+     * batches over its bound, and the source is paused before the next. */
+    bool may_block = !(is_source && ctx->def->pause);
     int64_t blocked = 0;
     for (size_t e = 0; e < out->nedges; e++) {
         sl_item it = {.kind = SL_ITEM_BATCH, .input = out->edges[e].input, .batch = b};
-        blocked += sl_queue_push(out->edges[e].to->queue, &it);
+        if (may_block)
+            blocked += sl_queue_push(out->edges[e].to->queue, &it);
+        else
+            sl_queue_push_over(out->edges[e].to->queue, &it);
     }
     if (blocked)
         atomic_fetch_add_explicit(&ctx->blocked_ns, blocked, memory_order_relaxed);
@@ -312,18 +319,89 @@ int sl_runtime_checkpoint_now(sluice_ctx *ctx, int64_t timeout_ms, char *err, si
     }
 }
 
+/* ---- pausing sources: memory_limit and full queues ---------------------- */
+
+/* Records in flight (every live batch: queued, being processed, held for
+ * alignment) may take this share of memory_limit; the rest is for state,
+ * client libraries' buffers and the program (Flink splits its process
+ * memory the same way). Sources stop reading past it and start again
+ * below 7/8 of it, so they do not flap. */
+#define IN_FLIGHT_SHARE 2 /* memory_limit / 2 */
+
+static bool over_memory(const sl_runtime *rt, bool paused)
+{
+    int64_t limit = rt->cfg->memory_limit / IN_FLIGHT_SHARE;
+    if (limit <= 0)
+        return false;
+    int64_t live = (int64_t)sl_batch_live_bytes();
+    return paused ? live > limit / 8 * 7 : live > limit;
+}
+
+/* A consumer queue of this source is full (paused: still over half). */
+static bool downstream_full(sluice_ctx *ctx, bool paused)
+{
+    for (size_t o = 0; o < ctx->noutputs; o++)
+        for (size_t e = 0; e < ctx->outputs[o].nedges; e++) {
+            sl_queue *q = ctx->outputs[o].edges[e].to->queue;
+            unsigned depth = sl_queue_depth(q), cap = sl_queue_capacity(q);
+            if (paused ? depth > cap / 2 : depth >= cap)
+                return true;
+        }
+    return false;
+}
+
+/* Whether the source should read nothing now. Sources with pause() keep
+ * polling (told to read nothing) and also pause on a full queue, where
+ * emit() would block them past their peer's patience; the others just
+ * block in emit() on a full queue as always. */
+static bool should_pause(sluice_ctx *ctx)
+{
+    bool paused = atomic_load_explicit(&ctx->paused, memory_order_relaxed);
+    return over_memory(ctx->rt, paused) || (ctx->def->pause && downstream_full(ctx, paused));
+}
+
+/* Apply should_pause(); true when poll() is to be skipped this round. */
+static bool source_pause(sluice_ctx *ctx)
+{
+    bool was = atomic_load_explicit(&ctx->paused, memory_order_relaxed);
+    bool now = should_pause(ctx);
+    int64_t t = sl_now_ns();
+    if (was)
+        atomic_fetch_add_explicit(&ctx->blocked_ns, t - ctx->paused_since_ns,
+                                  memory_order_relaxed);
+    ctx->paused_since_ns = t;
+    if (now != was) {
+        atomic_store_explicit(&ctx->paused, now, memory_order_relaxed);
+        sl_log(SLUICE_LOG_DEBUG, stage_name(ctx), "%s reading (%zu bytes in flight)",
+               now ? "pausing" : "resuming", sl_batch_live_bytes());
+        if (ctx->def->pause) {
+            char err[1024] = "";
+            if (ctx->def->pause(ctx->self, now, err, sizeof err) == SLUICE_ERROR)
+                stage_fail(ctx, now ? "pause failed" : "resume failed", err);
+        }
+    }
+    if (now && !ctx->def->pause) {
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL);
+        return true;
+    }
+    return false;
+}
+
 static void source_loop(sluice_ctx *ctx)
 {
     const sluice_plugin_def *d = ctx->def;
     char err[1024];
     bool exhausted = false;
-    while (!stopping(ctx->rt)) {
+    while (!stopping(ctx->rt) && !ctx->failed) {
         uint64_t want = atomic_load(&ctx->barrier_request);
         if (want > ctx->barrier_done)
             source_barrier(ctx, want);
         if (past_final_barrier(ctx))
             return; /* a graceful stop: nothing after the final barrier */
         source_commit(ctx);
+        if (source_pause(ctx))
+            continue;
         err[0] = 0;
         int rc = d->poll(ctx->self, err, sizeof err);
         sl_stage_flush_errors(ctx);

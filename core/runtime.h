@@ -97,6 +97,8 @@ struct sluice_ctx {
     _Atomic uint64_t records_in, records_out, errors, batches_in;
     _Atomic uint64_t progress_done, progress_total;
     _Atomic int64_t blocked_ns;
+    _Atomic bool paused;     /* sources: reading nothing (memory_limit, full queues) */
+    int64_t paused_since_ns; /* sources: the last time paused time was counted */
     _Atomic uint64_t records_late, state_keys, state_bytes;
     sl_histogram batch_time;  /* process()/write() of one batch */
     sl_histogram queue_wait;  /* a batch's wait in this stage's queue */

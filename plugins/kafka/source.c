@@ -233,6 +233,7 @@ typedef struct kafka_source {
     bool connected;          /* some broker answered since start */
     bool said_connected;     /* check_connection() has seen `connected` */
     bool in_poll;            /* emitting is allowed (the rebalance callback runs in poll) */
+    bool paused;             /* the pipeline is full: assigned partitions are paused */
     bool closing;
     int64_t last_lag_ns;
     ratelimit connect_warn, down_warn, error_warn, commit_warn;
@@ -915,6 +916,8 @@ static void on_assign(kafka_source *s, rd_kafka_topic_partition_list_t *parts, b
         p->next = p->assigned_at >= 0 ? p->assigned_at : -1;
         part_instrument(s, p);
     }
+    if (s->paused) /* while the pipeline is full, new partitions wait too */
+        rd_kafka_pause_partitions(s->rk, assign);
     s->connected = true;
     declare_partitions(s);
     series_add(s, s->s_assign, 1);
@@ -1346,6 +1349,15 @@ static int source_start(void *self, char *err, size_t errlen)
             return SLUICE_ERROR;
     }
     define_metrics(s);
+    /* librdkafka prefetches up to 64 MiB by default; within memory_limit
+     * it gets an eighth (properties, applied after these, may say more). */
+    char prefetch_kib[32] = "";
+    int64_t limit = SLUICE_HOST_HAS(s->host, memory_limit) ? s->host->memory_limit(s->ctx) : 0;
+    if (limit > 0) {
+        int64_t kib = limit / 8 / 1024;
+        snprintf(prefetch_kib, sizeof prefetch_kib, "%lld",
+                 (long long)(kib < 1024 ? 1024 : kib > 65536 ? 65536 : kib));
+    }
     const char *const defaults[] = {
         "group.id", s->group_id,
         "enable.auto.commit", "false",
@@ -1353,6 +1365,7 @@ static int source_start(void *self, char *err, size_t errlen)
         "auto.offset.reset", "error",
         "enable.partition.eof", "false",
         "client.id", "sluice",
+        prefetch_kib[0] ? "queued.max.messages.kbytes" : NULL, prefetch_kib,
         NULL,
     };
     rd_kafka_conf_t *conf = sk_conf_new(&s->base, &s->cfg->properties, defaults, err, errlen);
@@ -1364,6 +1377,7 @@ static int source_start(void *self, char *err, size_t errlen)
     s->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
     if (!s->rk) {
         rd_kafka_conf_destroy(conf);
+        sk_redact(&s->base, why, sizeof why);
         snprintf(err, errlen, "cannot create a Kafka consumer: %s", why);
         return SLUICE_ERROR;
     }
@@ -1446,6 +1460,34 @@ static int source_poll(void *self, char *err, size_t errlen)
         return SLUICE_ERROR;
     update_lag(s);
     return did_work ? SLUICE_OK : SLUICE_RETRY;
+}
+
+/* The pipeline is full (or has room again). Pausing the assigned
+ * partitions stops the fetcher and drops what librdkafka prefetched for
+ * them; resuming fetches again from the position after the last message
+ * this source took, so nothing is skipped (and the position check in
+ * handle_one() drops anything already seen). Polls go on meanwhile, which
+ * keeps the member in its group (max.poll.interval.ms) and rebalances
+ * served. */
+static int source_pause(void *self, bool paused, char *err, size_t errlen)
+{
+    kafka_source *s = self;
+    s->paused = paused;
+    if (!s->rk)
+        return SLUICE_OK;
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    rd_kafka_resp_err_t rc = rd_kafka_assignment(s->rk, &parts);
+    if (rc == RD_KAFKA_RESP_ERR_NO_ERROR && parts->cnt > 0)
+        rc = paused ? rd_kafka_pause_partitions(s->rk, parts)
+                    : rd_kafka_resume_partitions(s->rk, parts);
+    if (parts)
+        rd_kafka_topic_partition_list_destroy(parts);
+    if (rc != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(err, errlen, "cannot %s the assigned partitions: %s",
+                 paused ? "pause" : "resume", rd_kafka_err2str(rc));
+        return SLUICE_ERROR;
+    }
+    return SLUICE_OK;
 }
 
 /* Leave the group: revoke (and hand over) through the rebalance handler,
@@ -1713,4 +1755,5 @@ const sluice_plugin_def sk_kafka_source = {
     .snapshot = source_snapshot,
     .restore = source_restore,
     .commit = source_commit,
+    .pause = source_pause,
 };

@@ -41,6 +41,8 @@
  *   1.3  option types SLUICE_OPT_JSON and SLUICE_OPT_OBJECT_LIST;
  *        metric type SLUICE_HISTOGRAM; sluice_host.metrics_text,
  *        series_observe.
+ *   1.4  sluice_plugin_def.pause (sources that must keep polling while the
+ *        pipeline is full); sluice_host.memory_limit.
  *
  * Ownership, in one place
  *   - Strings in the descriptor and option table: owned by the plugin, must
@@ -75,7 +77,12 @@ extern "C" {
 #endif
 
 #define SLUICE_ABI_MAJOR 1
-#define SLUICE_ABI_MINOR 3
+#define SLUICE_ABI_MINOR 4
+
+/* A batch is full at its capacity in records or at this many bytes of
+ * arena, whichever comes first (big records would otherwise put tens of MB
+ * in one batch and make memory_limit coarse). */
+#define SLUICE_BATCH_MAX_BYTES (4u * 1024 * 1024)
 
 /* Return codes of every callback and of host functions that can fail. */
 typedef enum sluice_status {
@@ -144,7 +151,9 @@ struct sluice_batch_mem; /* core-private: arena, refcount, kept batches */
 
 typedef struct sluice_batch {
     uint32_t count;           /* records[0..count) are valid */
-    uint32_t capacity;        /* the stage's batch_size */
+    uint32_t capacity;        /* the stage's batch_size; lowered to count once the
+                                 batch holds SLUICE_BATCH_MAX_BYTES: check
+                                 count < capacity before each append */
     sluice_record *records;
     struct sluice_batch_mem *mem;
 } sluice_batch;
@@ -443,6 +452,11 @@ typedef struct sluice_host {
      * values count as 0, NaN is ignored. Thread-safe, a few atomics. On
      * other series it does nothing, as series_add/set do on histograms. */
     void (*series_observe)(sluice_series *s, double seconds);
+
+    /* ---- 1.4 ---- */
+    /* The pipeline's `memory_limit` in bytes (0: none), for a plugin that
+     * sizes its own buffers from it (the Kafka source's prefetch). */
+    int64_t (*memory_limit)(sluice_ctx *ctx);
 } sluice_host;
 
 /* Whether the core's host table has `member`, set: the table may come from
@@ -527,6 +541,20 @@ typedef struct sluice_plugin_def {
      * the wall-clock time (ms since the epoch), between batches: for
      * processing-time work such as `emit: every 10s`. May emit. NULL: none. */
     int (*on_tick)(void *self, int64_t now_ms, char *err, size_t errlen);
+
+    /* ---- 1.4 ---- */
+    /* Sources: the pipeline is full (paused = true: records in flight past
+     * memory_limit's share, or a downstream queue full) or has room again
+     * (false). A source with pause() keeps being polled while paused, to
+     * keep its session alive (Kafka: serve rebalances and heartbeats), and
+     * should read nothing meanwhile (Kafka: pause its partitions); what it
+     * emits anyway is taken. emit() never blocks such a source: a poll's
+     * batches are queued even past the queues' bound, and the source is
+     * paused before its next poll (so keep what one poll emits small: a
+     * few batches). A source without pause() is not polled while paused,
+     * and blocks in emit() on a full queue. Called on the source's thread,
+     * between polls. NULL: none. */
+    int (*pause)(void *self, bool paused, char *err, size_t errlen);
 } sluice_plugin_def;
 
 /* The one symbol a plugin .so exports. */
