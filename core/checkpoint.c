@@ -422,6 +422,10 @@ static void finish_epoch(sl_checkpoint *cp, bool ok, const char *why)
         if (atomic_load(&cp->rt->final_epoch) == epoch) {
             sl_runtime_abort(cp->rt, epoch);
             sl_runtime_outcomes_over(cp->rt);
+            /* The graceful stop cannot complete (a sink still cannot
+             * write): stop outright, so stages retrying give up and the
+             * run ends with status 1 rather than wait for ever. */
+            sl_runtime_stop(cp->rt);
         }
         char ev[128];
         snprintf(ev, sizeof ev, "\"event\":\"checkpoint_failed\",\"epoch\":%llu,\"reason\":\"%s\"",

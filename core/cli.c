@@ -9,7 +9,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -266,6 +268,49 @@ static bool shutdown_file_gone(const char *path)
     return path && access(path, F_OK) != 0 && errno == ENOENT;
 }
 
+/* Signals while the plugins start (a sink waiting for its peer can take
+ * connect_timeout): the main thread is inside start(), so a watcher takes
+ * SIGINT/SIGTERM and stops the runtime, which interruptible waits in
+ * start() notice. */
+typedef struct start_watch {
+    sl_runtime *rt;
+    _Atomic bool done;
+    int sig;
+} start_watch;
+
+static void *watch_start(void *arg)
+{
+    start_watch *w = arg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    while (!atomic_load(&w->done)) {
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        int sig = sigtimedwait(&set, NULL, &ts);
+        if (sig == SIGINT || sig == SIGTERM) {
+            w->sig = sig;
+            sl_log(SLUICE_LOG_INFO, NULL, "%s while starting: stopping",
+                   sig == SIGINT ? "SIGINT" : "SIGTERM");
+            sl_runtime_stop(w->rt);
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+static int start_runtime(sl_runtime *rt)
+{
+    start_watch w = {.rt = rt};
+    pthread_t t;
+    bool watching = pthread_create(&t, NULL, watch_start, &w) == 0;
+    int rc = sl_runtime_start(rt);
+    atomic_store(&w.done, true);
+    if (watching)
+        pthread_join(t, NULL);
+    return rc;
+}
+
 static int wait_for_end(sl_runtime *rt, sl_status *status, sl_checkpoint *cp,
                         const char *shutdown_file)
 {
@@ -314,8 +359,20 @@ static int wait_for_end(sl_runtime *rt, sl_status *status, sl_checkpoint *cp,
         }
     }
     int rc = sl_runtime_join(rt);
-    if (cp)
+    if (cp) {
         sl_checkpoint_tick(cp); /* finish the final checkpoint: every stage has answered */
+        /* Exit 0 says the stop was clean; without its final checkpoint a
+         * restart replays from an earlier one, which the user should know. */
+        sl_checkpoint_stats s;
+        sl_checkpoint_stats_get(cp, &s);
+        uint64_t final = atomic_load(&rt->final_epoch);
+        if (final && s.last_failed_epoch == final) {
+            sl_log(SLUICE_LOG_ERROR, NULL, "the final checkpoint (%llu) failed: a restart "
+                   "resumes from %s", (unsigned long long)final,
+                   s.last_epoch ? "the last completed one" : "the beginning");
+            rc = 1;
+        }
+    }
     return rc;
 }
 
@@ -423,7 +480,7 @@ static int cmd_run(int argc, char **argv)
             make_shutdown_file(p.cfg->shutdown_file);
             sl_runtime_notify_done(rt);
             sl_http *http = NULL;
-            if (start_metrics(rt, &http) != 0 || sl_runtime_start(rt) != 0) {
+            if (start_metrics(rt, &http) != 0 || start_runtime(rt) != 0) {
                 status = EXIT_RUNTIME;
             } else {
                 sl_status *st = sl_status_new(rt, !o.quiet && isatty(STDERR_FILENO));

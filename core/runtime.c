@@ -867,6 +867,7 @@ sl_runtime *sl_runtime_new(sl_pipeline_cfg *cfg, sl_graph *graph, sl_diag *diag)
 
 int sl_runtime_start(sl_runtime *rt)
 {
+    rt->started_ns = sl_now_ns(); /* the run's time includes starting (connecting) */
     /* Sinks first, sources last: a consumer is ready before data flows. */
     for (size_t k = rt->nstages; k-- > 0;) {
         sluice_ctx *ctx = &rt->stages[rt->graph->order[k]];
@@ -879,7 +880,6 @@ int sl_runtime_start(sl_runtime *rt)
             return -1;
         }
     }
-    rt->started_ns = sl_now_ns();
     atomic_store(&rt->running, rt->nstages);
     for (size_t k = rt->nstages; k-- > 0;) {
         sluice_ctx *ctx = &rt->stages[rt->graph->order[k]];

@@ -354,6 +354,29 @@ like "$(cat "$T/c2.2.log")" 'restored checkpoint [0-9]+' "sink down, kill -9: th
 ids "$T/c2.out" >"$T/c2.got"
 same_lines "sink down, kill -9: every record exactly once after the restart" "$T/c2.got" "$T/c.want"
 
+# A graceful stop during the outage cannot take its final checkpoint: the
+# run gives up when that checkpoint times out and says so with status 1
+# (exit 0 would claim a clean stop), rather than wait for the peer for ever.
+PORT_C3=$(free_port)
+c_yaml c3 "$PORT_C3"
+"$SLUICE" run "$T/c3.yaml" >"$T/c3.log" 2>&1 &
+pid=$!
+wait_for $TIMEOUT has_lines "$T/c3.out" 200
+touch "$T/c3.down"
+wait_for $TIMEOUT log_has "$T/c3.log" '\[out\] peer down'
+kill -TERM $pid
+t0=${EPOCHREALTIME/./}
+RUN_TIMEOUT=60 wait_exit $pid
+st=$?
+took=$(( (${EPOCHREALTIME/./} - t0) / 1000 ))
+is "$st" 1 "sink down, SIGTERM: exit 1 once the final checkpoint times out" ||
+    diag "$(tail -c 3000 "$T/c3.log")"
+ok "sink down, SIGTERM: ends within 30 s ($took ms; checkpoint timeout 1s)" test "$took" -lt 30000
+like "$(cat "$T/c3.log")" "the final checkpoint \([0-9]+\) failed" \
+    "sink down, SIGTERM: the log says the final checkpoint failed"
+rm -f "$T/c3.down"
+no_sanitizer_report "$T/c3.log" "sink down, SIGTERM: no sanitizer report"
+
 # ---- d. the socket sink toward a peer that is down at start ----------------------------------
 # The listener appends everything each connection sends to a file (flushed
 # per read), so records are accounted for whatever the connections were.
@@ -426,5 +449,24 @@ ok "socket peer never up: within 30 s ($took ms; connect_timeout 2s)" test "$too
 like "$(cat "$T/d2.log")" "ERROR .*\\[out\\].*127\\.0\\.0\\.1:$PORT_D2.*connect_timeout" \
     "socket peer never up: the error names the stage, the address and connect_timeout"
 no_sanitizer_report "$T/d2.log" "socket peer never up: no sanitizer report"
+
+# SIGTERM while the sink still waits for its peer at start: the wait is
+# cut short (not connect_timeout later).
+PORT_D3=$(free_port)
+sed -e "s/127\\.0\\.0\\.1:$PORT_D/127.0.0.1:$PORT_D3/" -e 's/fi_socket/fi_socket_term/' \
+    "$T/d.yaml" >"$T/d3.yaml"
+"$SLUICE" run "$T/d3.yaml" >"$T/d3.log" 2>&1 &
+pid=$!
+wait_for $TIMEOUT log_has "$T/d3.log" 'cannot connect'
+kill -TERM $pid
+t0=${EPOCHREALTIME/./}
+RUN_TIMEOUT=60 wait_exit $pid
+st=$?
+took=$(( (${EPOCHREALTIME/./} - t0) / 1000 ))
+ok "SIGTERM while connecting at start: ends within 10 s ($took ms; connect_timeout 60s)" \
+    test "$took" -lt 10000
+is "$st" 1 "SIGTERM while connecting at start: exit 1 (it never ran)"
+like "$(cat "$T/d3.log")" "SIGTERM while starting" "SIGTERM while connecting at start: logged"
+no_sanitizer_report "$T/d3.log" "SIGTERM while connecting at start: no sanitizer report"
 
 done_testing
