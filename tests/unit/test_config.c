@@ -315,7 +315,7 @@ static void test_errors(void)
     expect("unknown top-level key",
            SOURCE SINK "sink:\n  x: 1\n",
            "p.yaml:9:1: unknown top-level key 'sink' (known: pipeline, checkpoint, metrics, "
-           "plugin_path, shutdown_file, events_log, sources, operators, sinks)", NULL);
+           "plugin_path, shutdown_file, events_log, memory_limit, sources, operators, sinks)", NULL);
     expect("YAML syntax error",
            "sources:\n  logs:\n    type: file\n    path: [/x\n" SINK,
            "p.yaml:5:6: did not find expected ',' or ']' (while parsing a flow sequence "
@@ -417,7 +417,7 @@ static void test_core_key_errors(void)
            "pipeline: a/b\ncheckpoint:\n  interval: often\n  retain: 0\n  keep: 1\n"
            "metrics:\n  listen: [1]\n" SOURCE SINK,
            "p.yaml:1:11: pipeline name 'a/b' may only contain letters, digits, '.', '_' and '-'",
-           "p.yaml:5:3: unknown key 'keep' in checkpoint (known: dir, interval, retain)",
+           "p.yaml:5:3: unknown key 'keep' in checkpoint (known: dir, interval, retain, timeout)",
            "p.yaml:3:13: checkpoint.interval expects a duration like 10s or 1m, got 'often'",
            "p.yaml:4:11: checkpoint.retain expects a whole number from 1, got '0'",
            "p.yaml:7:11: metrics.listen expects host:port or false, got a list", NULL);
@@ -443,7 +443,7 @@ static void test_all_collected(void)
            "    colour: red\n"
            "bogus: 1\n",
            "p.yaml:15:1: unknown top-level key 'bogus' (known: pipeline, checkpoint, metrics, "
-           "plugin_path, shutdown_file, events_log, sources, operators, sinks)",
+           "plugin_path, shutdown_file, events_log, memory_limit, sources, operators, sinks)",
            "p.yaml:4:11: option 'rate' expects a number, got 'fast'",
            "p.yaml:5:13: option 'format' expects one of json, lines, csv, got 'xml'",
            "p.yaml:3:5: missing required option 'path'",
