@@ -158,21 +158,39 @@ static sl_node **map_slot(sl_node *map, const char *key)
     return NULL;
 }
 
+/* The key at the start of rest: keys may hold dots themselves (Kafka's
+ * `sasl.password` under `properties`), so the longest run of segments
+ * that is already a key of map wins; else the first segment. Returns its
+ * length. */
+static size_t key_length(const sl_node *map, const char *rest)
+{
+    size_t first = strcspn(rest, "."), best = 0;
+    for (size_t n = first;; n += 1 + strcspn(rest + n + 1, ".")) {
+        for (size_t i = 0; map && map->kind == SL_NODE_MAP && i < map->count; i++)
+            if (strlen(map->keys[i]->value) == n && strncmp(map->keys[i]->value, rest, n) == 0)
+                best = n;
+        if (!rest[n])
+            break;
+    }
+    return best ? best : first;
+}
+
 /* Walks path ("sources.logs.path") from root, creating mappings as needed,
  * and sets the last key to value as a plain scalar. */
 static void apply_override(sl_node *root, const sl_override *o, sl_diag *diag)
 {
     char *path = xstrdup(o->path ? o->path : "");
     sl_node *map = root;
-    bool bad = !*path || path[0] == '.' || path[strlen(path) - 1] == '.' || strstr(path, "..");
-    char *save = NULL, *seg = bad ? NULL : strtok_r(path, ".", &save);
-    if (!seg) {
+    if (!*path || path[0] == '.' || path[strlen(path) - 1] == '.' || strstr(path, "..")) {
         sl_diag_add(diag, -1, 0, "'%s' is not a key path like sources.logs.path", o->path);
         free(path);
         return;
     }
-    for (;;) {
-        char *next = strtok_r(NULL, ".", &save);
+    for (char *seg = path;;) {
+        size_t n = key_length(map, seg);
+        bool last = seg[n] == 0;
+        seg[n] = 0;
+        char *next = last ? NULL : seg + n + 1;
         sl_node **slot = map_slot(map, seg);
         if (!next) {
             sl_node *value = cli_node(SL_NODE_SCALAR, o->value ? o->value : "");

@@ -172,4 +172,22 @@ like "$console" 'checkout' "the console shows the server errors (checkout's burs
 like "$console" '(^|[[:space:]|])50[234]([[:space:]|]|$)' "with their status codes"
 unlike "$console" '(^|[[:space:]|])200([[:space:]|]|$)' "and no successful request"
 
+# --set reaches keys that hold dots (Kafka properties are named so): the
+# longest existing key wins over splitting at every dot.
+dotted=$(tmpdir dotted)
+cat >"$dotted/p.yaml" <<'YAML'
+pipeline: dotted
+metrics: {listen: false}
+sources:
+  g:
+    type: generate
+    count: 2
+    fields: {id: seq(), a.b: "1"}
+sinks:
+  out: {type: console, input: g, format: json}
+YAML
+out=$("$SLUICE" run --quiet --set sources.g.fields.a.b=7 "$dotted/p.yaml" 2>"$dotted/err")
+is "$?" 0 "--set of a dotted key: exit 0" || diag "$(cat "$dotted/err")"
+like "$out" '"a\.b":7' "--set sources.g.fields.a.b=7 replaced the key a.b"
+
 done_testing
