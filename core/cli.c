@@ -275,7 +275,8 @@ static bool shutdown_file_gone(const char *path)
 typedef struct start_watch {
     sl_runtime *rt;
     _Atomic bool done;
-    int sig;
+    int sig;      /* the signal it took */
+    bool stopped; /* ... and stopped the runtime with it */
 } start_watch;
 
 static void *watch_start(void *arg)
@@ -290,9 +291,14 @@ static void *watch_start(void *arg)
         int sig = sigtimedwait(&set, NULL, &ts);
         if (sig == SIGINT || sig == SIGTERM) {
             w->sig = sig;
+            /* Once the stage threads run, starting is over: the signal is
+             * handed back for a graceful stop (start_runtime re-raises it). */
+            if (atomic_load(&w->done) || atomic_load(&w->rt->running) > 0)
+                return NULL;
             sl_log(SLUICE_LOG_INFO, NULL, "%s while starting: stopping",
                    sig == SIGINT ? "SIGINT" : "SIGTERM");
             sl_runtime_stop(w->rt);
+            w->stopped = true;
             return NULL;
         }
     }
@@ -308,6 +314,8 @@ static int start_runtime(sl_runtime *rt)
     atomic_store(&w.done, true);
     if (watching)
         pthread_join(t, NULL);
+    if (w.sig && !w.stopped)
+        kill(getpid(), w.sig); /* blocked: pending for wait_for_end() */
     return rc;
 }
 
