@@ -112,7 +112,7 @@ void slua_conv_free(slua_conv *c)
     free(c->vals);
     free(c->added);
     free(c->loaded);
-    slua_buf_free(&c->json);
+    sl_bytes_free(&c->json);
     c->loaded = NULL;
     c->keys = NULL;
     c->stamp = c->pos = NULL;
@@ -542,19 +542,19 @@ void slua_push_json(slua_conv *c, lua_State *L, const char *text, size_t len, co
 
 /* ---- Lua -> JSON text ---------------------------------------------------------------- */
 
-static void put(lua_State *L, slua_buf *out, const char *p, size_t len)
+static void put(lua_State *L, sl_bytes *out, const char *p, size_t len)
 {
-    if (!slua_buf_put(out, p, len))
+    if (!sl_bytes_put(out, p, len))
         oom(L);
 }
 
-static void putc_(lua_State *L, slua_buf *out, char ch)
+static void putc_(lua_State *L, sl_bytes *out, char ch)
 {
     if (!slua_buf_putc(out, ch))
         oom(L);
 }
 
-static void encode_string(lua_State *L, const char *s, size_t len, slua_buf *out)
+static void encode_string(lua_State *L, const char *s, size_t len, sl_bytes *out)
 {
     static const char hex[] = "0123456789abcdef";
     putc_(L, out, '"');
@@ -612,7 +612,7 @@ static size_t format_double(double d, char *buf, size_t size)
     return (size_t)n;
 }
 
-static void encode_number(lua_State *L, int idx, slua_buf *out)
+static void encode_number(lua_State *L, int idx, sl_bytes *out)
 {
     char tmp[48];
     size_t n;
@@ -623,7 +623,7 @@ static void encode_number(lua_State *L, int idx, slua_buf *out)
     put(L, out, tmp, n);
 }
 
-static void encode_any(slua_conv *c, lua_State *L, int idx, slua_buf *out, int depth);
+static void encode_any(slua_conv *c, lua_State *L, int idx, sl_bytes *out, int depth);
 
 /* Array: marked with the array metatable, or keys exactly 1..n, n > 0. */
 static bool as_array(slua_conv *c, lua_State *L, int idx, lua_Integer *n)
@@ -671,7 +671,7 @@ static int compare_keys(const void *a, const void *b)
     return r ? r : (x->len > y->len) - (x->len < y->len);
 }
 
-static void encode_object(slua_conv *c, lua_State *L, int idx, slua_buf *out, int depth)
+static void encode_object(slua_conv *c, lua_State *L, int idx, sl_bytes *out, int depth)
 {
     size_t n = 0;
     lua_pushnil(L);
@@ -724,7 +724,7 @@ static void encode_object(slua_conv *c, lua_State *L, int idx, slua_buf *out, in
     lua_pop(L, 2);
 }
 
-static void encode_table(slua_conv *c, lua_State *L, int idx, slua_buf *out, int depth)
+static void encode_table(slua_conv *c, lua_State *L, int idx, sl_bytes *out, int depth)
 {
     if (depth >= MAX_JSON_DEPTH)
         luaL_error(L, "tables nested deeper than %d", MAX_JSON_DEPTH);
@@ -751,7 +751,7 @@ static void encode_table(slua_conv *c, lua_State *L, int idx, slua_buf *out, int
     putc_(L, out, ']');
 }
 
-static void encode_any(slua_conv *c, lua_State *L, int idx, slua_buf *out, int depth)
+static void encode_any(slua_conv *c, lua_State *L, int idx, sl_bytes *out, int depth)
 {
     size_t len;
     const char *s;
@@ -787,7 +787,7 @@ static void encode_any(slua_conv *c, lua_State *L, int idx, slua_buf *out, int d
     luaL_error(L, "a %s cannot become JSON", luaL_typename(L, idx));
 }
 
-void slua_encode_json(slua_conv *c, lua_State *L, int idx, slua_buf *out)
+void slua_encode_json(slua_conv *c, lua_State *L, int idx, sl_bytes *out)
 {
     encode_any(c, L, lua_absindex(L, idx), out, 0);
 }
@@ -985,7 +985,7 @@ void slua_record_done(slua_conv *c, lua_State *L)
     c->lazy_table = NULL;
 }
 
-static sluice_str arena_copy(slua_conv *c, lua_State *L, sluice_batch *b, const char *p,
+static sluice_str arena_copy(slua_conv *c, lua_State *L, sluice_batch *b, const void *p,
                              size_t len)
 {
     sluice_str s = c->host->str(b, p, len);

@@ -47,7 +47,7 @@ typedef struct slua_conv {
     sluice_field *added; /* new fields, sorted before they are set */
     size_t capadded;
     const void *ancestors[64]; /* tables being encoded, to refuse cycles */
-    slua_buf json;             /* scratch for JSON text */
+    sl_bytes json;             /* scratch for JSON text */
     bool naive; /* benchmark baseline: no name cache (see lua_operator.c) */
 } slua_conv;
 
@@ -83,7 +83,7 @@ void slua_record_done(slua_conv *c, lua_State *L);
 void slua_table_complete(slua_conv *c, lua_State *L, int idx);
 
 /* The value at idx as JSON text into out (appended). */
-void slua_encode_json(slua_conv *c, lua_State *L, int idx, slua_buf *out);
+void slua_encode_json(slua_conv *c, lua_State *L, int idx, sl_bytes *out);
 
 /* A new record in b whose fields are the table at idx (every key a field,
  * sorted by name for a stable output). */

@@ -43,28 +43,28 @@ static void no_memory(lua_State *L)
     luaL_error(L, "out of memory");
 }
 
-static void put_u8(lua_State *L, slua_buf *out, char tag)
+static void put_u8(lua_State *L, sl_bytes *out, char tag)
 {
     if (!slua_buf_putc(out, tag))
         no_memory(L);
 }
 
-static void put_u64(lua_State *L, slua_buf *out, uint64_t v)
+static void put_u64(lua_State *L, sl_bytes *out, uint64_t v)
 {
     if (!slua_buf_u64(out, v))
         no_memory(L);
 }
 
-static void put_varint(lua_State *L, slua_buf *out, uint64_t v)
+static void put_varint(lua_State *L, sl_bytes *out, uint64_t v)
 {
     if (!slua_buf_varint(out, v))
         no_memory(L);
 }
 
-static void put_bytes(lua_State *L, slua_buf *out, const char *p, size_t len)
+static void put_bytes(lua_State *L, sl_bytes *out, const char *p, size_t len)
 {
     put_varint(L, out, len);
-    if (!slua_buf_put(out, p, len))
+    if (!sl_bytes_put(out, p, len))
         no_memory(L);
 }
 
@@ -87,7 +87,7 @@ static double bits_double(uint64_t u)
 typedef struct writer {
     slua_conv *conv;
     lua_State *L;
-    slua_buf *out;
+    sl_bytes *out;
     const char *what;
     const void *ancestors[MAX_DEPTH];
 } writer;
@@ -177,7 +177,7 @@ static void write_value(writer *w, int idx, int depth)
                w->what, luaL_typename(L, idx));
 }
 
-void slua_serialize(slua_conv *conv, lua_State *L, int idx, slua_buf *out, const char *what)
+void slua_serialize(slua_conv *conv, lua_State *L, int idx, sl_bytes *out, const char *what)
 {
     writer w = {.conv = conv, .L = L, .out = out, .what = what};
     write_value(&w, lua_absindex(L, idx), 0);
@@ -190,7 +190,7 @@ static void damaged(lua_State *L)
     luaL_error(L, "damaged state value");
 }
 
-static void read_value(slua_conv *conv, lua_State *L, slua_reader *r, int depth)
+static void read_value(slua_conv *conv, lua_State *L, sl_reader *r, int depth)
 {
     if (depth > MAX_DEPTH)
         damaged(L);
@@ -213,7 +213,7 @@ static void read_value(slua_conv *conv, lua_State *L, slua_reader *r, int depth)
         break;
     case 'S':
         n = slua_read_varint(r);
-        p = slua_read_take(r, (size_t)n);
+        p = sl_reader_take(r, (size_t)n);
         if (!p)
             damaged(L);
         lua_pushlstring(L, (const char *)p, (size_t)n);
@@ -249,7 +249,7 @@ static void read_value(slua_conv *conv, lua_State *L, slua_reader *r, int depth)
         damaged(L);
 }
 
-void slua_deserialize(slua_conv *conv, lua_State *L, slua_reader *r)
+void slua_deserialize(slua_conv *conv, lua_State *L, sl_reader *r)
 {
     read_value(conv, L, r, 0);
 }
@@ -280,7 +280,7 @@ static void push_normal_key(lua_State *L, int idx)
         lua_pushvalue(L, idx);
 }
 
-void slua_key_encode(lua_State *L, int idx, slua_buf *out)
+void slua_key_encode(lua_State *L, int idx, sl_bytes *out)
 {
     push_normal_key(L, idx);
     writer w = {.L = L, .out = out, .what = "key"};
@@ -288,7 +288,7 @@ void slua_key_encode(lua_State *L, int idx, slua_buf *out)
     lua_pop(L, 1);
 }
 
-void slua_key_push(lua_State *L, slua_reader *r)
+void slua_key_push(lua_State *L, sl_reader *r)
 {
     uint8_t tag = r->p < r->end ? *r->p : 0;
     if (tag != 'S' && tag != 'I' && tag != 'D')
@@ -345,7 +345,7 @@ static int state_get(lua_State *L)
     }
     size_t len;
     const char *blob = lua_tolstring(L, -1, &len);
-    slua_reader r = {(const unsigned char *)blob, (const unsigned char *)blob + len, false};
+    sl_reader r = {(const unsigned char *)blob, (const unsigned char *)blob + len, false};
     slua_deserialize(s->conv, L, &r);
     return 1;
 }
@@ -362,10 +362,10 @@ static int state_put(lua_State *L)
         store_set(s, L, 1);
         return 0;
     }
-    slua_buf *scratch = &s->conv->json;
+    sl_bytes *scratch = &s->conv->json;
     scratch->len = 0;
     slua_serialize(s->conv, L, 2, scratch, "state.put");
-    lua_pushlstring(L, scratch->data ? scratch->data : "", scratch->len);
+    lua_pushlstring(L, scratch->data ? (const char *)scratch->data : "", scratch->len);
     store_set(s, L, 1);
     return 0;
 }
@@ -416,7 +416,7 @@ void slua_state_open(slua_state *s, slua_conv *conv, lua_State *L)
 
 /* ---- Snapshots ------------------------------------------------------------------ */
 
-void slua_state_save(slua_state *s, lua_State *L, slua_buf *out)
+void slua_state_save(slua_state *s, lua_State *L, sl_bytes *out)
 {
     put_varint(L, out, s->nkeys);
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->store_ref);
@@ -438,7 +438,7 @@ void slua_state_save(slua_state *s, lua_State *L, slua_buf *out)
                    (lua_Integer)s->nkeys);
 }
 
-void slua_state_load(slua_state *s, lua_State *L, slua_reader *r)
+void slua_state_load(slua_state *s, lua_State *L, sl_reader *r)
 {
     uint64_t n = slua_read_varint(r);
     if (r->bad || n > (uint64_t)(r->end - r->p))
@@ -451,10 +451,10 @@ void slua_state_load(slua_state *s, lua_State *L, slua_reader *r)
         int top = lua_gettop(L);
         slua_key_push(L, r);
         uint64_t len = slua_read_varint(r);
-        const unsigned char *blob = slua_read_take(r, (size_t)len);
+        const unsigned char *blob = sl_reader_take(r, (size_t)len);
         if (!blob)
             damaged(L);
-        slua_reader check = {blob, blob + len, false};
+        sl_reader check = {blob, blob + len, false};
         slua_deserialize(s->conv, L, &check); /* refuse damage now, not at get() */
         if (check.p != check.end)
             damaged(L);

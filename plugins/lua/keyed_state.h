@@ -28,20 +28,20 @@ void slua_state_open(slua_state *s, slua_conv *conv, lua_State *L);
 /* A Lua value (nil, boolean, number, string, sluice.null, tables of
  * those) in binary form, appended to out; raises on anything else, on a
  * cycle or on nesting deeper than 64 tables. */
-void slua_serialize(slua_conv *conv, lua_State *L, int idx, slua_buf *out, const char *what);
+void slua_serialize(slua_conv *conv, lua_State *L, int idx, sl_bytes *out, const char *what);
 /* Push the value read from r; raises on a damaged blob. */
-void slua_deserialize(slua_conv *conv, lua_State *L, slua_reader *r);
+void slua_deserialize(slua_conv *conv, lua_State *L, sl_reader *r);
 
 /* Keys (state and timers): a string or a number; raises on anything else
  * (and on NaN). A float with an integer value is that integer, as in a
  * Lua table. */
 void slua_key_check(lua_State *L, int idx, const char *what);
-void slua_key_encode(lua_State *L, int idx, slua_buf *out);
-void slua_key_push(lua_State *L, slua_reader *r);
+void slua_key_encode(lua_State *L, int idx, sl_bytes *out);
+void slua_key_push(lua_State *L, sl_reader *r);
 
 /* Snapshots: append every key and value / replace the store with what r
  * holds (raises on a damaged blob). */
-void slua_state_save(slua_state *s, lua_State *L, slua_buf *out);
-void slua_state_load(slua_state *s, lua_State *L, slua_reader *r);
+void slua_state_save(slua_state *s, lua_State *L, sl_bytes *out);
+void slua_state_load(slua_state *s, lua_State *L, sl_reader *r);
 
 #endif

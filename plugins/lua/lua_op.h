@@ -60,8 +60,8 @@ typedef struct slua_op {
     const char *load_source;      /* while loading: the script's path, or the code */
     const char *config_json;      /* while loading: for init(config) */
 
-    slua_reader restore_from;     /* restore(): the blob being read */
-    slua_buf snapshot;            /* snapshot(): the blob being written */
+    sl_reader restore_from;     /* restore(): the blob being read */
+    sl_bytes snapshot;            /* snapshot(): the blob being written */
     char warning[512];            /* a Lua warning being assembled */
     size_t warning_len;
 } slua_op;

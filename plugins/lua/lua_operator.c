@@ -287,7 +287,7 @@ static int call_timer(lua_State *L)
 {
     slua_op *op = slua_op_of(L);
     push_function(L, op->fn_on_timer);
-    slua_reader key = {op->timer->key, op->timer->key + op->timer->keylen, false};
+    sl_reader key = {op->timer->key, op->timer->key + op->timer->keylen, false};
     slua_key_push(L, &key);
     lua_pushinteger(L, (lua_Integer)op->timer->time);
     push_emit(op, L);
@@ -399,7 +399,7 @@ static void lua_destroy(void *self)
     slua_conv_free(&op->conv);
     slua_metrics_free(&op->metrics);
     slua_sandbox_free(&op->sandbox);
-    slua_buf_free(&op->snapshot);
+    sl_bytes_free(&op->snapshot);
     free(op);
 }
 
@@ -645,9 +645,9 @@ static int lua_flush(void *self, char *err, size_t errlen)
 static int call_snapshot(lua_State *L)
 {
     slua_op *op = slua_op_of(L);
-    slua_buf *b = &op->snapshot;
+    sl_bytes *b = &op->snapshot;
     b->len = 0;
-    if (!slua_buf_put(b, SNAPSHOT_MAGIC, 4) || !slua_buf_putc(b, SNAPSHOT_VERSION))
+    if (!sl_bytes_put(b, SNAPSHOT_MAGIC, 4) || !slua_buf_putc(b, SNAPSHOT_VERSION))
         return luaL_error(L, "out of memory");
     slua_state_save(&op->state, L, b);
     if (!slua_timers_save(&op->timers, b))
@@ -667,15 +667,15 @@ static int lua_snapshot(void *self, uint64_t epoch, void **blob, size_t *len, ch
     }
     *blob = op->snapshot.data; /* malloc()ed: the core free()s it */
     *len = op->snapshot.len;
-    op->snapshot = (slua_buf){0};
+    op->snapshot = (sl_bytes){0};
     return SLUICE_OK;
 }
 
 static int call_restore(lua_State *L)
 {
     slua_op *op = slua_op_of(L);
-    slua_reader *r = &op->restore_from;
-    const unsigned char *magic = slua_read_take(r, 4);
+    sl_reader *r = &op->restore_from;
+    const unsigned char *magic = sl_reader_take(r, 4);
     if (!magic || memcmp(magic, SNAPSHOT_MAGIC, 4) != 0)
         return luaL_error(L, "not a lua operator snapshot");
     uint8_t version = slua_read_u8(r);
@@ -687,7 +687,7 @@ static int call_restore(lua_State *L)
         return luaL_error(L, "damaged snapshot");
     for (size_t i = 0; i < op->timers.n; i++) { /* every key must read back */
         const slua_timer *t = op->timers.heap[i];
-        slua_reader key = {t->key, t->key + t->keylen, false};
+        sl_reader key = {t->key, t->key + t->keylen, false};
         slua_key_push(L, &key);
         if (key.p != key.end)
             return luaL_error(L, "damaged snapshot (a timer's key)");
@@ -701,7 +701,7 @@ static int lua_restore(void *self, const void *blob, size_t len, char *err, size
 {
     slua_op *op = self;
     char msg[1024];
-    op->restore_from = (slua_reader){blob, (const unsigned char *)blob + len, false};
+    op->restore_from = (sl_reader){blob, (const unsigned char *)blob + len, false};
     if (run(op, call_restore, SLUA_IDLE, msg, sizeof msg) != LUA_OK) {
         snprintf(err, errlen, "lua: %s (%zu bytes)", msg, len);
         return SLUICE_ERROR;

@@ -242,7 +242,7 @@ static int timer_at(lua_State *L)
     int64_t t = check_time(L, 2, "timer.at");
     if (op->fn_on_timer == LUA_NOREF && op->phase != SLUA_LOADING)
         return luaL_error(L, "timer.at: the script defines no on_timer(key, time, emit)");
-    slua_buf *key = &op->conv.json;
+    sl_bytes *key = &op->conv.json;
     key->len = 0;
     slua_key_encode(L, 1, key);
     if (slua_timers_add(&op->timers, t, key->data, key->len) < 0)
@@ -256,7 +256,7 @@ static int timer_cancel(lua_State *L)
     slua_op *op = slua_op_of(L);
     slua_key_check(L, 1, "timer.cancel");
     int64_t t = check_time(L, 2, "timer.cancel");
-    slua_buf *key = &op->conv.json;
+    sl_bytes *key = &op->conv.json;
     key->len = 0;
     slua_key_encode(L, 1, key);
     bool was = slua_timers_cancel(&op->timers, t, key->data, key->len);

@@ -223,7 +223,7 @@ static int compare_firing(const void *a, const void *b)
     return earlier(x, y) ? -1 : earlier(y, x) ? 1 : 0;
 }
 
-bool slua_timers_save(const slua_timers *t, slua_buf *out)
+bool slua_timers_save(const slua_timers *t, sl_bytes *out)
 {
     slua_timer **order = malloc((t->n ? t->n : 1) * sizeof *order);
     if (!order)
@@ -235,12 +235,12 @@ bool slua_timers_save(const slua_timers *t, slua_buf *out)
     for (size_t i = 0; ok && i < t->n; i++)
         ok = slua_buf_u64(out, (uint64_t)order[i]->time) &&
              slua_buf_varint(out, order[i]->keylen) &&
-             slua_buf_put(out, order[i]->key, order[i]->keylen);
+             sl_bytes_put(out, order[i]->key, order[i]->keylen);
     free(order);
     return ok;
 }
 
-bool slua_timers_load(slua_timers *t, slua_reader *r)
+bool slua_timers_load(slua_timers *t, sl_reader *r)
 {
     slua_timers_clear(t);
     uint64_t n = slua_read_varint(r);
@@ -249,7 +249,7 @@ bool slua_timers_load(slua_timers *t, slua_reader *r)
     for (uint64_t i = 0; i < n; i++) {
         int64_t time = (int64_t)slua_read_u64(r);
         uint64_t len = slua_read_varint(r);
-        const unsigned char *key = slua_read_take(r, (size_t)len);
+        const unsigned char *key = sl_reader_take(r, (size_t)len);
         if (!key || slua_timers_add(t, time, key, (size_t)len) < 0)
             return false;
     }

@@ -44,7 +44,7 @@ void slua_timers_clear(slua_timers *t);
 
 /* Snapshots: count, then (time, key) in firing order. load() replaces
  * what t holds; false on a damaged blob or out of memory. */
-bool slua_timers_save(const slua_timers *t, slua_buf *out);
-bool slua_timers_load(slua_timers *t, slua_reader *r);
+bool slua_timers_save(const slua_timers *t, sl_bytes *out);
+bool slua_timers_load(slua_timers *t, sl_reader *r);
 
 #endif

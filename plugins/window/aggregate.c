@@ -256,12 +256,12 @@ typedef struct byteset {
     uint64_t count;
     uint32_t mask; /* slots - 1 */
     byteset_slot *slots;
-    wbuf data;
+    sl_bytes data;
 } byteset;
 
 typedef struct list_state {
     uint64_t n;
-    wbuf data; /* encodings back to back, arrival order */
+    sl_bytes data; /* encodings back to back, arrival order */
 } list_state;
 
 typedef struct pick_state { /* first / last */
@@ -459,7 +459,7 @@ static bool byteset_add(byteset *s, const unsigned char *p, size_t len, bool *ad
             memcmp(s->data.data + s->slots[j].off, p, len) == 0)
             return true;
     uint32_t off = (uint32_t)s->data.len;
-    if (!wbuf_put(&s->data, p, len))
+    if (!sl_bytes_put(&s->data, p, len))
         return false;
     s->slots[j] = (byteset_slot){h, off, (uint32_t)len};
     s->count++;
@@ -472,15 +472,15 @@ static void byteset_free(byteset *s)
     if (!s)
         return;
     free(s->slots);
-    wbuf_free(&s->data);
+    sl_bytes_free(&s->data);
     free(s);
 }
 
 /* Every encoding of a back-to-back sequence, through fn. */
-static bool each_value(const wbuf *data, bool (*fn)(void *, const unsigned char *, size_t),
+static bool each_value(const sl_bytes *data, bool (*fn)(void *, const unsigned char *, size_t),
                        void *arg)
 {
-    rbuf r = {data->data, data->data + data->len, false};
+    sl_reader r = {data->data, data->data + data->len, false};
     while (r.p < r.end) {
         const unsigned char *at = r.p;
         sluice_value v;
@@ -499,7 +499,7 @@ static bool byteset_add_one(void *set, const unsigned char *p, size_t len)
 }
 
 /* The encoding of v in a small stack buffer when it fits, else in tmp. */
-static bool encode_tmp(const sluice_value *v, wbuf *tmp)
+static bool encode_tmp(const sluice_value *v, sl_bytes *tmp)
 {
     tmp->len = 0;
     return wval_encode(tmp, v);
@@ -507,7 +507,7 @@ static bool encode_tmp(const sluice_value *v, wbuf *tmp)
 
 /* ---- JSON for collect_* ------------------------------------------------- */
 
-static bool json_string(wbuf *b, const char *p, size_t n)
+static bool json_string(sl_bytes *b, const char *p, size_t n)
 {
     if (!wbuf_u8(b, '"'))
         return false;
@@ -531,48 +531,48 @@ static bool json_string(wbuf *b, const char *p, size_t n)
                 elen = 6;
             }
         }
-        if (e ? !wbuf_put(b, e, elen) : !wbuf_u8(b, c))
+        if (e ? !sl_bytes_put(b, e, elen) : !wbuf_u8(b, c))
             return false;
     }
     return wbuf_u8(b, '"');
 }
 
-bool agg_json_value(wbuf *b, const sluice_value *v)
+bool agg_json_value(sl_bytes *b, const sluice_value *v)
 {
     char num[40];
     int n;
     switch (v ? v->type : SLUICE_NULL) {
     case SLUICE_BOOL:
-        return v->u.b ? wbuf_put(b, "true", 4) : wbuf_put(b, "false", 5);
+        return v->u.b ? sl_bytes_put(b, "true", 4) : sl_bytes_put(b, "false", 5);
     case SLUICE_INT:
         n = snprintf(num, sizeof num, "%lld", (long long)v->u.i);
-        return wbuf_put(b, num, (size_t)n);
+        return sl_bytes_put(b, num, (size_t)n);
     case SLUICE_DOUBLE:
         if (!isfinite(v->u.d))
-            return wbuf_put(b, "null", 4);
+            return sl_bytes_put(b, "null", 4);
         /* The shortest of %.15g/%.17g that reads back exactly. */
         n = snprintf(num, sizeof num, "%.15g", v->u.d);
         if (strtod(num, NULL) != v->u.d)
             n = snprintf(num, sizeof num, "%.17g", v->u.d);
-        return wbuf_put(b, num, (size_t)n);
+        return sl_bytes_put(b, num, (size_t)n);
     case SLUICE_STRING:
         return json_string(b, v->u.s.ptr, v->u.s.len);
     case SLUICE_JSON:
-        return wbuf_put(b, v->u.s.ptr, v->u.s.len);
+        return sl_bytes_put(b, v->u.s.ptr, v->u.s.len);
     default:
-        return wbuf_put(b, "null", 4);
+        return sl_bytes_put(b, "null", 4);
     }
 }
 
 typedef struct json_array {
-    wbuf *out;
+    sl_bytes *out;
     bool first;
 } json_array;
 
 static bool json_array_item(void *arg, const unsigned char *p, size_t len)
 {
     json_array *a = arg;
-    rbuf r = {p, p + len, false};
+    sl_reader r = {p, p + len, false};
     sluice_value v;
     if (!wval_decode(&r, &v))
         return false;
@@ -582,10 +582,10 @@ static bool json_array_item(void *arg, const unsigned char *p, size_t len)
     return agg_json_value(a->out, &v);
 }
 
-static bool json_array_of(const wbuf *data, wbuf *out)
+static bool json_array_of(const sl_bytes *data, sl_bytes *out)
 {
     json_array a = {out, true};
-    static const wbuf empty;
+    static const sl_bytes empty;
     return wbuf_u8(out, '[') && each_value(data ? data : &empty, json_array_item, &a) &&
            wbuf_u8(out, ']');
 }
@@ -634,13 +634,13 @@ static bool set_add(void **slot, const sluice_value *v)
     if (!s && !(s = *slot = calloc(1, sizeof *s)))
         return false;
     unsigned char small[64];
-    wbuf tmp = {small, 0, sizeof small};
+    sl_bytes tmp = {small, 0, sizeof small};
     size_t need = v->type == SLUICE_STRING || v->type == SLUICE_JSON ? 5 + v->u.s.len : 9;
     if (need > sizeof small)
-        tmp = (wbuf){0};
+        tmp = (sl_bytes){0};
     bool added, ok = encode_tmp(v, &tmp) && byteset_add(s, tmp.data, tmp.len, &added);
     if (tmp.data != small)
-        wbuf_free(&tmp);
+        sl_bytes_free(&tmp);
     return ok;
 }
 
@@ -696,9 +696,9 @@ bool agg_update(const agg_spec *spec, void *state, const sluice_value *v, bool c
         pick_state *p = state;
         if (!present(v) || !pick_better(p, t, arrival, spec->func == AGG_LAST))
             return true;
-        wbuf tmp = {0};
+        sl_bytes tmp = {0};
         bool ok = wval_encode(&tmp, v) && pick_set(p, tmp.data, tmp.len, t, arrival);
-        wbuf_free(&tmp);
+        sl_bytes_free(&tmp);
         return ok;
     }
     }
@@ -766,7 +766,7 @@ bool agg_merge(const agg_spec *spec, void *dst, void *src)
             *a = *b;
             *b = NULL;
         } else {
-            ok = wbuf_put(&(*a)->data, (*b)->data.data, (*b)->data.len);
+            ok = sl_bytes_put(&(*a)->data, (*b)->data.data, (*b)->data.len);
             (*a)->n += (*b)->n;
         }
         break;
@@ -808,7 +808,7 @@ void agg_free(const agg_spec *spec, void *state)
     case AGG_COLLECT_LIST: {
         list_state **l = state;
         if (*l) {
-            wbuf_free(&(*l)->data);
+            sl_bytes_free(&(*l)->data);
             free(*l);
             *l = NULL;
         }
@@ -862,7 +862,7 @@ static sluice_value sum_value(const sum_state *s)
     return s->is_double ? sluice_double(s->d) : sluice_int(s->i);
 }
 
-bool agg_result(const agg_spec *spec, const void *state, sluice_value *out, wbuf *scratch)
+bool agg_result(const agg_spec *spec, const void *state, sluice_value *out, sl_bytes *scratch)
 {
     scratch->len = 0;
     *out = sluice_null();
@@ -908,7 +908,7 @@ bool agg_result(const agg_spec *spec, const void *state, sluice_value *out, wbuf
     }
     case AGG_COLLECT_SET:
     case AGG_COLLECT_LIST: {
-        const wbuf *data = NULL;
+        const sl_bytes *data = NULL;
         if (spec->func == AGG_COLLECT_SET) {
             byteset *const *s = state;
             data = *s ? &(*s)->data : NULL;
@@ -927,7 +927,7 @@ bool agg_result(const agg_spec *spec, const void *state, sluice_value *out, wbuf
         const pick_state *p = state;
         if (!p->has)
             break;
-        rbuf r = {p->bytes, p->bytes + p->len, false};
+        sl_reader r = {p->bytes, p->bytes + p->len, false};
         wval_decode(&r, out);
         break;
     }
@@ -937,19 +937,19 @@ bool agg_result(const agg_spec *spec, const void *state, sluice_value *out, wbuf
 
 /* ---- Snapshots ------------------------------------------------------------ */
 
-static bool save_seq(const wbuf *data, wbuf *b)
+static bool save_seq(const sl_bytes *data, sl_bytes *b)
 {
-    return wbuf_u64(b, data ? data->len : 0) && (!data || wbuf_put(b, data->data, data->len));
+    return wbuf_u64(b, data ? data->len : 0) && (!data || sl_bytes_put(b, data->data, data->len));
 }
 
 /* Read a back-to-back encoding sequence, checking every value decodes. */
-static const unsigned char *load_seq(rbuf *r, size_t *len)
+static const unsigned char *load_seq(sl_reader *r, size_t *len)
 {
     uint64_t n = rbuf_u64(r);
     if (r->bad || n > (uint64_t)(r->end - r->p))
         return r->bad = true, NULL;
-    const unsigned char *p = rbuf_take(r, (size_t)n);
-    rbuf check = {p, p + n, false};
+    const unsigned char *p = sl_reader_take(r, (size_t)n);
+    sl_reader check = {p, p + n, false};
     sluice_value v;
     while (check.p < check.end)
         if (!wval_decode(&check, &v))
@@ -958,7 +958,7 @@ static const unsigned char *load_seq(rbuf *r, size_t *len)
     return p;
 }
 
-bool agg_save(const agg_spec *spec, const void *st, wbuf *b)
+bool agg_save(const agg_spec *spec, const void *st, sl_bytes *b)
 {
     switch (spec->func) {
     case AGG_COUNT:
@@ -1002,13 +1002,13 @@ bool agg_save(const agg_spec *spec, const void *st, wbuf *b)
     case AGG_LAST: {
         const pick_state *p = st;
         return wbuf_u8(b, p->has) && wbuf_i64(b, p->t) && wbuf_u64(b, p->arrival) &&
-               wbuf_u32(b, p->len) && wbuf_put(b, p->bytes, p->has ? p->len : 0);
+               wbuf_u32(b, p->len) && sl_bytes_put(b, p->bytes, p->has ? p->len : 0);
     }
     }
     return false;
 }
 
-bool agg_load(const agg_spec *spec, void *st, rbuf *r)
+bool agg_load(const agg_spec *spec, void *st, sl_reader *r)
 {
     switch (spec->func) {
     case AGG_COUNT:
@@ -1063,7 +1063,7 @@ bool agg_load(const agg_spec *spec, void *st, rbuf *r)
         byteset **s = st;
         if (!(*s = calloc(1, sizeof **s)))
             return false;
-        wbuf src = {(unsigned char *)p, len, len};
+        sl_bytes src = {(unsigned char *)p, len, len};
         if (!each_value(&src, byteset_add_one, *s))
             return false;
         break;
@@ -1075,7 +1075,7 @@ bool agg_load(const agg_spec *spec, void *st, rbuf *r)
         if (!p)
             return false;
         list_state **l = st;
-        if (!(*l = calloc(1, sizeof **l)) || !wbuf_put(&(*l)->data, p, len))
+        if (!(*l = calloc(1, sizeof **l)) || !sl_bytes_put(&(*l)->data, p, len))
             return false;
         (*l)->n = n;
         break;
@@ -1089,8 +1089,8 @@ bool agg_load(const agg_spec *spec, void *st, rbuf *r)
         uint32_t len = rbuf_u32(r);
         if (!has)
             break;
-        const unsigned char *bytes = rbuf_take(r, len);
-        rbuf check = {bytes, bytes + len, false};
+        const unsigned char *bytes = sl_reader_take(r, len);
+        sl_reader check = {bytes, bytes + len, false};
         sluice_value v;
         if (!bytes || !wval_decode(&check, &v) || check.p != check.end)
             return r->bad = true, false;

@@ -88,13 +88,13 @@ size_t agg_heap_bytes(const agg_spec *spec, const void *state);
 
 /* The result. Strings point into the state or into scratch (reset by this
  * call): copy them before the next call. false: out of memory. */
-bool agg_result(const agg_spec *spec, const void *state, sluice_value *out, wbuf *scratch);
+bool agg_result(const agg_spec *spec, const void *state, sluice_value *out, sl_bytes *scratch);
 
 /* Snapshot form of a state, and back (into a zeroed block). */
-bool agg_save(const agg_spec *spec, const void *state, wbuf *b);
-bool agg_load(const agg_spec *spec, void *state, rbuf *r);
+bool agg_save(const agg_spec *spec, const void *state, sl_bytes *b);
+bool agg_load(const agg_spec *spec, void *state, sl_reader *r);
 
 /* Append v as JSON text (strings escaped; non-finite doubles as null). */
-bool agg_json_value(wbuf *b, const sluice_value *v);
+bool agg_json_value(sl_bytes *b, const sluice_value *v);
 
 #endif

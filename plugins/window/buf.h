@@ -1,6 +1,6 @@
 /*
- * buf.h — byte buffers and the canonical value encoding the window operator
- * is built on.
+ * buf.h — the canonical value encoding the window operator is built on,
+ * over the byte buffer and reader of plugins/bytes.h.
  *
  * One encoding serves three purposes, so it is defined once here:
  *   - group keys: the group-by values of a record, concatenated, are the
@@ -18,100 +18,40 @@
  * same build on the same machine, and the version byte of the blob guards
  * the rest. Type-tagged, so 1 and 1.0 and "1" are three different keys.
  *
- * Readers never trust their input (a snapshot may be damaged): every read
- * checks the bounds and a failed read leaves the reader marked bad.
+ * Readers never trust their input: every read checks the bounds (bytes.h).
  */
 #ifndef SLUICE_WINDOW_BUF_H
 #define SLUICE_WINDOW_BUF_H
 
 #include "sluice/plugin.h"
 
-#include <stdlib.h>
+#include "bytes.h"
 
-/* A growable malloc()ed byte buffer. */
-typedef struct wbuf {
-    unsigned char *data;
-    size_t len, cap;
-} wbuf;
+static inline bool wbuf_u8(sl_bytes *b, uint8_t v) { return sl_bytes_put(b, &v, 1); }
+static inline bool wbuf_u32(sl_bytes *b, uint32_t v) { return sl_bytes_put(b, &v, 4); }
+static inline bool wbuf_u64(sl_bytes *b, uint64_t v) { return sl_bytes_put(b, &v, 8); }
+static inline bool wbuf_i64(sl_bytes *b, int64_t v) { return sl_bytes_put(b, &v, 8); }
+static inline bool wbuf_f64(sl_bytes *b, double v) { return sl_bytes_put(b, &v, 8); }
 
-static inline bool wbuf_reserve(wbuf *b, size_t more)
+/* Copy n bytes out; zeroes (and the reader bad) when short. */
+static inline bool rbuf_get(sl_reader *r, void *out, size_t n)
 {
-    if (b->len + more <= b->cap)
-        return true;
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap < b->len + more)
-        cap *= 2;
-    unsigned char *p = realloc(b->data, cap);
-    if (!p)
-        return false;
-    b->data = p;
-    b->cap = cap;
-    return true;
+    const unsigned char *p = sl_reader_take(r, n);
+    if (p && n)
+        memcpy(out, p, n);
+    else if (n)
+        memset(out, 0, n);
+    return p != NULL;
 }
 
-static inline bool wbuf_put(wbuf *b, const void *p, size_t n)
-{
-    if (!wbuf_reserve(b, n))
-        return false;
-    if (n)
-        memcpy(b->data + b->len, p, n);
-    b->len += n;
-    return true;
-}
-
-static inline bool wbuf_u8(wbuf *b, uint8_t v) { return wbuf_put(b, &v, 1); }
-static inline bool wbuf_u32(wbuf *b, uint32_t v) { return wbuf_put(b, &v, 4); }
-static inline bool wbuf_u64(wbuf *b, uint64_t v) { return wbuf_put(b, &v, 8); }
-static inline bool wbuf_i64(wbuf *b, int64_t v) { return wbuf_put(b, &v, 8); }
-static inline bool wbuf_f64(wbuf *b, double v) { return wbuf_put(b, &v, 8); }
-
-static inline void wbuf_free(wbuf *b)
-{
-    free(b->data);
-    b->data = NULL;
-    b->len = b->cap = 0;
-}
-
-/* A bounds-checked reader over borrowed bytes. */
-typedef struct rbuf {
-    const unsigned char *p, *end;
-    bool bad;
-} rbuf;
-
-static inline bool rbuf_get(rbuf *r, void *out, size_t n)
-{
-    if (r->bad || (size_t)(r->end - r->p) < n) {
-        r->bad = true;
-        if (out && n)
-            memset(out, 0, n);
-        return false;
-    }
-    if (n)
-        memcpy(out, r->p, n);
-    r->p += n;
-    return true;
-}
-
-/* Borrow n bytes in place (NULL when short). */
-static inline const unsigned char *rbuf_take(rbuf *r, size_t n)
-{
-    if (r->bad || (size_t)(r->end - r->p) < n) {
-        r->bad = true;
-        return NULL;
-    }
-    const unsigned char *at = r->p;
-    r->p += n;
-    return at;
-}
-
-static inline uint8_t rbuf_u8(rbuf *r) { uint8_t v; rbuf_get(r, &v, 1); return v; }
-static inline uint32_t rbuf_u32(rbuf *r) { uint32_t v; rbuf_get(r, &v, 4); return v; }
-static inline uint64_t rbuf_u64(rbuf *r) { uint64_t v; rbuf_get(r, &v, 8); return v; }
-static inline int64_t rbuf_i64(rbuf *r) { int64_t v; rbuf_get(r, &v, 8); return v; }
-static inline double rbuf_f64(rbuf *r) { double v; rbuf_get(r, &v, 8); return v; }
+static inline uint8_t rbuf_u8(sl_reader *r) { uint8_t v; rbuf_get(r, &v, 1); return v; }
+static inline uint32_t rbuf_u32(sl_reader *r) { uint32_t v; rbuf_get(r, &v, 4); return v; }
+static inline uint64_t rbuf_u64(sl_reader *r) { uint64_t v; rbuf_get(r, &v, 8); return v; }
+static inline int64_t rbuf_i64(sl_reader *r) { int64_t v; rbuf_get(r, &v, 8); return v; }
+static inline double rbuf_f64(sl_reader *r) { double v; rbuf_get(r, &v, 8); return v; }
 
 /* Append v's canonical encoding; v NULL (field absent) encodes as null. */
-static inline bool wval_encode(wbuf *b, const sluice_value *v)
+static inline bool wval_encode(sl_bytes *b, const sluice_value *v)
 {
     if (!v || v->type == SLUICE_NULL)
         return wbuf_u8(b, SLUICE_NULL);
@@ -127,14 +67,14 @@ static inline bool wval_encode(wbuf *b, const sluice_value *v)
         if (v->u.s.len > UINT32_MAX)
             return false;
         return wbuf_u8(b, (uint8_t)v->type) && wbuf_u32(b, (uint32_t)v->u.s.len) &&
-               wbuf_put(b, v->u.s.ptr, v->u.s.len);
+               sl_bytes_put(b, v->u.s.ptr, v->u.s.len);
     default:
         return wbuf_u8(b, SLUICE_NULL);
     }
 }
 
 /* Decode one value; strings point into the reader's bytes. */
-static inline bool wval_decode(rbuf *r, sluice_value *v)
+static inline bool wval_decode(sl_reader *r, sluice_value *v)
 {
     memset(v, 0, sizeof *v);
     uint8_t type = rbuf_u8(r);
@@ -157,7 +97,7 @@ static inline bool wval_decode(rbuf *r, sluice_value *v)
     case SLUICE_STRING:
     case SLUICE_JSON: {
         uint32_t n = rbuf_u32(r);
-        const unsigned char *p = rbuf_take(r, n);
+        const unsigned char *p = sl_reader_take(r, n);
         v->type = (sluice_type)type;
         v->u.s.ptr = p ? (const char *)p : "";
         v->u.s.len = p ? n : 0;

@@ -166,7 +166,7 @@ size_t sketch_bytes(const sketch *s)
 }
 
 /* Only the non-empty range of a store is written. */
-static bool store_save(const sketch_store *st, wbuf *b)
+static bool store_save(const sketch_store *st, sl_bytes *b)
 {
     uint32_t lo = 0, hi = st->n;
     while (lo < hi && !st->counts[lo])
@@ -181,7 +181,7 @@ static bool store_save(const sketch_store *st, wbuf *b)
     return true;
 }
 
-static bool store_load(sketch_store *st, rbuf *r)
+static bool store_load(sketch_store *st, sl_reader *r)
 {
     uint32_t n = rbuf_u32(r);
     int64_t offset = rbuf_i64(r);
@@ -197,13 +197,13 @@ static bool store_load(sketch_store *st, rbuf *r)
     return true;
 }
 
-bool sketch_save(const sketch *s, wbuf *b)
+bool sketch_save(const sketch *s, sl_bytes *b)
 {
     return wbuf_u64(b, s->zero) && wbuf_u64(b, s->count) && store_save(&s->pos, b) &&
            store_save(&s->neg, b);
 }
 
-bool sketch_load(sketch *s, rbuf *r)
+bool sketch_load(sketch *s, sl_reader *r)
 {
     memset(s, 0, sizeof *s);
     s->zero = rbuf_u64(r);

@@ -44,7 +44,7 @@ bool sketch_merge(sketch *dst, const sketch *src);    /* false: out of memory */
 bool sketch_quantile(const sketch *s, double q, double *out); /* false: empty */
 void sketch_free(sketch *s);
 size_t sketch_bytes(const sketch *s);
-bool sketch_save(const sketch *s, wbuf *b);
-bool sketch_load(sketch *s, rbuf *r);
+bool sketch_save(const sketch *s, sl_bytes *b);
+bool sketch_load(sketch *s, sl_reader *r);
 
 #endif

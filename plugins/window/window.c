@@ -190,7 +190,7 @@ typedef struct window_op {
     int64_t min_end; /* no session ends before this */
 
     uint64_t live_groups, bytes;
-    wbuf key, scratch;
+    sl_bytes key, scratch;
     sluice_batch *out;
 } window_op;
 
@@ -674,7 +674,7 @@ static int emit_row(window_op *w, const group *g, char *err, size_t errlen)
     n = iso_time(g->end, iso, sizeof iso);
     if (!set_copy(w, r, w->name_end, sluice_string((sluice_str){iso, n})))
         return oom(err, errlen);
-    rbuf key = {g->key, g->key + g->keylen, false};
+    sl_reader key = {g->key, g->key + g->keylen, false};
     for (size_t i = 0; i < w->ngroup_by; i++) {
         sluice_value v;
         wval_decode(&key, &v);
@@ -842,8 +842,8 @@ static void window_destroy(void *self)
     free(w->group_names);
     free(w->input_names);
     free(w->inputs);
-    wbuf_free(&w->key);
-    wbuf_free(&w->scratch);
+    sl_bytes_free(&w->key);
+    sl_bytes_free(&w->scratch);
     free(w);
 }
 
@@ -987,7 +987,7 @@ static int window_create(const sluice_host *host, sluice_ctx *ctx, const void *c
         return oom(err, errlen);
     }
     /* Never NULL, even for an empty key: memcmp() needs valid pointers. */
-    if (!wbuf_reserve(&w->key, 64) || !wbuf_reserve(&w->scratch, 64)) {
+    if (!sl_bytes_reserve(&w->key, 64) || !sl_bytes_reserve(&w->scratch, 64)) {
         window_destroy(w);
         return oom(err, errlen);
     }
@@ -1189,9 +1189,9 @@ static int window_on_tick(void *self, int64_t now_ms, char *err, size_t errlen)
 
 /* ---- Snapshots ------------------------------------------------------------------- */
 
-static bool save_shape(const window_op *w, wbuf *b)
+static bool save_shape(const window_op *w, sl_bytes *b)
 {
-    bool ok = wbuf_put(b, SNAPSHOT_MAGIC, 4) && wbuf_u8(b, SNAPSHOT_VERSION) &&
+    bool ok = sl_bytes_put(b, SNAPSHOT_MAGIC, 4) && wbuf_u8(b, SNAPSHOT_VERSION) &&
               wbuf_u8(b, (uint8_t)w->kind) && wbuf_i64(b, w->size) && wbuf_i64(b, w->slide) &&
               wbuf_i64(b, w->gap) && wbuf_u32(b, (uint32_t)w->ngroup_by) &&
               wbuf_u32(b, (uint32_t)w->nagg);
@@ -1200,10 +1200,10 @@ static bool save_shape(const window_op *w, wbuf *b)
     return ok;
 }
 
-static bool save_group(const window_op *w, const group *g, wbuf *b)
+static bool save_group(const window_op *w, const group *g, sl_bytes *b)
 {
     bool ok = wbuf_i64(b, g->start) && wbuf_i64(b, g->end) && wbuf_u64(b, g->seq) &&
-              wbuf_u8(b, g->dirty) && wbuf_u32(b, g->keylen) && wbuf_put(b, g->key, g->keylen);
+              wbuf_u8(b, g->dirty) && wbuf_u32(b, g->keylen) && sl_bytes_put(b, g->key, g->keylen);
     for (size_t a = 0; ok && a < w->nagg; a++)
         ok = agg_save(&w->aggs[a], g->state + w->aggs[a].offset, b);
     return ok;
@@ -1213,7 +1213,7 @@ static int window_snapshot(void *self, uint64_t epoch, void **blob, size_t *len,
                            size_t errlen)
 {
     window_op *w = self;
-    wbuf b = {0};
+    sl_bytes b = {0};
     bool ok = save_shape(w, &b) && wbuf_i64(&b, w->wm) && wbuf_u64(&b, w->arrival) &&
               wbuf_u64(&b, w->seq) && wbuf_u64(&b, w->live_groups);
     for (size_t i = 0; ok && i < w->nwins; i++)
@@ -1223,7 +1223,7 @@ static int window_snapshot(void *self, uint64_t epoch, void **blob, size_t *len,
         for (size_t s = 0; ok && w->kslots[j] && s < w->kslots[j]->n; s++)
             ok = save_group(w, w->kslots[j]->sessions[s], &b);
     if (!ok) {
-        wbuf_free(&b);
+        sl_bytes_free(&b);
         return oom(err, errlen);
     }
     *blob = b.data;
@@ -1232,16 +1232,16 @@ static int window_snapshot(void *self, uint64_t epoch, void **blob, size_t *len,
 }
 
 /* Read one group and put it where it belongs. false: damaged or OOM. */
-static bool load_group(window_op *w, rbuf *r)
+static bool load_group(window_op *w, sl_reader *r)
 {
     int64_t start = rbuf_i64(r), end = rbuf_i64(r);
     uint64_t seq = rbuf_u64(r);
     uint8_t dirty = rbuf_u8(r);
     uint32_t keylen = rbuf_u32(r);
-    const unsigned char *key = rbuf_take(r, keylen);
+    const unsigned char *key = sl_reader_take(r, keylen);
     if (!key || end <= start)
         return false;
-    rbuf check = {key, key + keylen, false};
+    sl_reader check = {key, key + keylen, false};
     for (size_t i = 0; i < w->ngroup_by; i++) {
         sluice_value v;
         if (!wval_decode(&check, &v))
@@ -1285,13 +1285,13 @@ static bool load_group(window_op *w, rbuf *r)
 static int window_restore(void *self, const void *blob, size_t len, char *err, size_t errlen)
 {
     window_op *w = self;
-    wbuf shape = {0};
+    sl_bytes shape = {0};
     if (!save_shape(w, &shape))
         return oom(err, errlen);
-    rbuf r = {blob, (const unsigned char *)blob + len, false};
-    const unsigned char *head = rbuf_take(&r, shape.len);
+    sl_reader r = {blob, (const unsigned char *)blob + len, false};
+    const unsigned char *head = sl_reader_take(&r, shape.len);
     bool same = head && memcmp(head, shape.data, shape.len) == 0;
-    wbuf_free(&shape);
+    sl_bytes_free(&shape);
     if (!same) {
         snprintf(err, errlen, "window: the snapshot is from a different version or window "
                               "configuration (size/slide/gap, group_by, aggregates)");

@@ -71,7 +71,7 @@ static int setup(lua_State *l)
 /* ---- JSON ------------------------------------------------------------------------ */
 
 static const char *json_in;
-static slua_buf json_out;
+static sl_bytes json_out;
 
 static int json_round_trip(lua_State *l)
 {
@@ -168,7 +168,7 @@ static void test_json(void)
 
 /* ---- State values ------------------------------------------------------------------- */
 
-static slua_buf blob;
+static sl_bytes blob;
 
 static int serialize_lua(lua_State *l)
 {
@@ -184,7 +184,7 @@ static const unsigned char *read_p;
 static size_t read_len;
 static int deserialize_and_reserialize(lua_State *l)
 {
-    slua_reader r = {read_p, read_p + read_len, false};
+    sl_reader r = {read_p, read_p + read_len, false};
     slua_deserialize(&conv, l, &r);
     if (r.p != r.end)
         return luaL_error(l, "trailing bytes");
@@ -214,7 +214,7 @@ static int same_after_round_trip(lua_State *l)
     lua_insert(l, -2);
     blob.len = 0;
     slua_serialize(&conv, l, -1, &blob, "test");
-    slua_reader r = {(const unsigned char *)blob.data, (const unsigned char *)blob.data + blob.len,
+    sl_reader r = {(const unsigned char *)blob.data, (const unsigned char *)blob.data + blob.len,
                      false};
     slua_deserialize(&conv, l, &r);
     lua_call(l, 2, 1);
@@ -228,7 +228,7 @@ static int json_through_state(lua_State *l)
     slua_push_json(&conv, l, json_in, strlen(json_in), "test");
     blob.len = 0;
     slua_serialize(&conv, l, -1, &blob, "test");
-    slua_reader r = {(const unsigned char *)blob.data, (const unsigned char *)blob.data + blob.len,
+    sl_reader r = {(const unsigned char *)blob.data, (const unsigned char *)blob.data + blob.len,
                      false};
     slua_deserialize(&conv, l, &r);
     json_out.len = 0;
@@ -311,10 +311,10 @@ static void test_timers(void)
     ok(slua_timers_cancel(&t, t.heap[0]->time, t.heap[0]->key, t.heap[0]->keylen),
        "cancel the earliest");
     added--;
-    slua_buf saved = {0};
+    sl_bytes saved = {0};
     ok(slua_timers_save(&t, &saved), "save");
     slua_timers loaded = {0};
-    slua_reader r = {(const unsigned char *)saved.data,
+    sl_reader r = {(const unsigned char *)saved.data,
                      (const unsigned char *)saved.data + saved.len, false};
     ok(slua_timers_load(&loaded, &r) && r.p == r.end && (int)loaded.n == added,
        "load the snapshot back (%zu timers)", loaded.n);
@@ -336,14 +336,14 @@ static void test_timers(void)
     ok(in_order && popped == added, "timers pop in time order, each once (%d)", popped);
     ok(same && loaded.n == 0, "the reloaded heap pops the same timers in the same order");
     for (size_t cut = 0; cut + 1 < saved.len; cut += 7) {
-        slua_reader d = {(const unsigned char *)saved.data,
+        sl_reader d = {(const unsigned char *)saved.data,
                          (const unsigned char *)saved.data + cut, false};
         slua_timers_load(&loaded, &d);
     }
     ok(1, "truncated timer snapshots load without a crash");
     slua_timers_clear(&loaded);
     slua_timers_clear(&t);
-    slua_buf_free(&saved);
+    sl_bytes_free(&saved);
 }
 
 /* ---- Records: the lazy table and its write-back ------------------------------------------ */
@@ -449,7 +449,7 @@ int main(void)
     test_records();
     lua_close(L);
     slua_conv_free(&conv);
-    slua_buf_free(&json_out);
-    slua_buf_free(&blob);
+    sl_bytes_free(&json_out);
+    sl_bytes_free(&blob);
     return tap_done();
 }

@@ -25,7 +25,7 @@ static const sluice_plugin_def *const def = &sl_plugin_window_operator;
 
 /* ---- A fake host ---------------------------------------------------------- */
 
-static wbuf rows;        /* every emitted main-output row, as text lines */
+static sl_bytes rows;        /* every emitted main-output row, as text lines */
 static int nlate_routed; /* records that reached the `late` output */
 static uint64_t nlate_counted;
 static int nrejected, nconfig_errors;
@@ -55,10 +55,10 @@ static void fake_config_error(sluice_ctx *ctx, const char *opt, const char *fmt,
 
 static sluice_batch *fake_batch_new(sluice_ctx *ctx) { return sl_batch_new(3); }
 
-static void render_value(wbuf *b, const sluice_value *v)
+static void render_value(sl_bytes *b, const sluice_value *v)
 {
     if (v->type == SLUICE_STRING)
-        wbuf_put(b, v->u.s.ptr, v->u.s.len);
+        sl_bytes_put(b, v->u.s.ptr, v->u.s.len);
     else
         agg_json_value(b, v);
 }
@@ -69,11 +69,11 @@ static int fake_emit(sluice_ctx *ctx, sluice_batch *b)
         const sluice_record *r = &b->records[i];
         char t[32];
         int n = snprintf(t, sizeof t, "@%lld", (long long)r->time);
-        wbuf_put(&rows, t, (size_t)n);
+        sl_bytes_put(&rows, t, (size_t)n);
         for (uint32_t f = 0; f < r->nfields; f++) {
             const char *name = sl_name_of(r->fields[f].name);
             wbuf_u8(&rows, ' ');
-            wbuf_put(&rows, name, strlen(name));
+            sl_bytes_put(&rows, name, strlen(name));
             wbuf_u8(&rows, '=');
             render_value(&rows, &r->fields[f].value);
         }
@@ -266,7 +266,7 @@ static char *take_rows(void)
 {
     wbuf_u8(&rows, 0);
     char *s = (char *)rows.data;
-    rows = (wbuf){0};
+    rows = (sl_bytes){0};
     return s;
 }
 
@@ -359,7 +359,7 @@ static char *run_agg(const char *text, const sluice_value *vals, size_t n, const
     }
     if (split)
         agg_merge(&s, a, b);
-    wbuf scratch = {0}, out = {0};
+    sl_bytes scratch = {0}, out = {0};
     sluice_value v;
     agg_result(&s, a, &v, &scratch);
     agg_json_value(&out, &v);
@@ -368,7 +368,7 @@ static char *run_agg(const char *text, const sluice_value *vals, size_t n, const
     agg_free(&s, b);
     free(a);
     free(b);
-    wbuf_free(&scratch);
+    sl_bytes_free(&scratch);
     agg_spec_free(&s);
     return (char *)out.data;
 }
@@ -437,14 +437,14 @@ static void test_aggregates(void)
     unsigned char st[64] = {0};
     for (int i = 0; i < 3; i++)
         agg_update(&s, st, &ties[i], true, 100, (uint64_t)i);
-    wbuf scratch = {0};
+    sl_bytes scratch = {0};
     sluice_value r;
     agg_result(&s, st, &r, &scratch);
     ok(r.type == SLUICE_STRING && r.u.s.len == 1 && r.u.s.ptr[0] == 'c',
        "last(): a tie in time goes to the later arrival");
     agg_free(&s, st);
     agg_spec_free(&s);
-    wbuf_free(&scratch);
+    sl_bytes_free(&scratch);
 
     const char *bad[] = {"count(x)", "avg()", "avg(a, b)", "nope(x)", "percentile(x)",
                          "percentile(x, 1.5)", "sum_if(x)", "count_if()", "avg", "avg(x"};
@@ -508,10 +508,10 @@ static void test_sketch(void)
     is_int(within, (int)(sizeof qs / sizeof qs[0]), "percentile within 1%% at every q "
                                                     "(worst %.4f%%)", worst * 100);
     is_int(within_merged, (int)(sizeof qs / sizeof qs[0]), "merged sketch within 1%% too");
-    wbuf blob = {0};
+    sl_bytes blob = {0};
     sketch_save(&a, &blob);
     sketch c;
-    rbuf r = {blob.data, blob.data + blob.len, false};
+    sl_reader r = {blob.data, blob.data + blob.len, false};
     ok(sketch_load(&c, &r) && c.count == N, "sketch save/load");
     double x, y;
     sketch_quantile(&a, 0.5, &x);
@@ -522,7 +522,7 @@ static void test_sketch(void)
     sketch_free(&b);
     sketch_free(&c);
     sketch_free(&whole);
-    wbuf_free(&blob);
+    sl_bytes_free(&blob);
 }
 
 /* ---- The operator ------------------------------------------------------------------ */
@@ -832,6 +832,6 @@ int main(void)
     test_snapshot(false);
     test_snapshot(true);
     bench();
-    wbuf_free(&rows);
+    sl_bytes_free(&rows);
     return tap_done();
 }
