@@ -365,11 +365,13 @@ static bool source_pause(sluice_ctx *ctx)
 {
     bool was = atomic_load_explicit(&ctx->paused, memory_order_relaxed);
     bool now = should_pause(ctx);
-    int64_t t = sl_now_ns();
-    if (was)
-        atomic_fetch_add_explicit(&ctx->blocked_ns, t - ctx->paused_since_ns,
-                                  memory_order_relaxed);
-    ctx->paused_since_ns = t;
+    if (was || now) { /* the clock only while paused: polls are frequent */
+        int64_t t = sl_now_ns();
+        if (was)
+            atomic_fetch_add_explicit(&ctx->blocked_ns, t - ctx->paused_since_ns,
+                                      memory_order_relaxed);
+        ctx->paused_since_ns = t;
+    }
     if (now != was) {
         atomic_store_explicit(&ctx->paused, now, memory_order_relaxed);
         sl_log(SLUICE_LOG_DEBUG, stage_name(ctx), "%s reading (%zu bytes in flight)",
@@ -393,7 +395,7 @@ static void source_loop(sluice_ctx *ctx)
     const sluice_plugin_def *d = ctx->def;
     char err[1024];
     bool exhausted = false;
-    while (!stopping(ctx->rt) && !ctx->failed) {
+    while (!stopping(ctx->rt)) {
         uint64_t want = atomic_load(&ctx->barrier_request);
         if (want > ctx->barrier_done)
             source_barrier(ctx, want);

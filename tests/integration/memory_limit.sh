@@ -56,12 +56,11 @@ start_stalled() {
     exec {STALL_FD}<>"$T/$name.fifo"     # a reader that never reads
     "$SLUICE" run "$yaml" >"$T/$name.fifo" 2>"$T/$name.log" {STALL_FD}<&- &
     PID=$!
-    # Peak RSS, sampled until the process is gone.
+    # Peak RSS (the kernel's VmHWM), read until the process is gone.
     (
-        peak=0
-        while [ -e "/proc/$PID" ]; do
-            rss=$(awk '/^VmRSS:/{ print $2 }' "/proc/$PID/status" 2>/dev/null)
-            [ -n "$rss" ] && [ "$rss" -gt "$peak" ] && peak=$rss && echo "$peak" >"$T/$name.rss"
+        while hwm=$(awk '/^VmHWM:/{ print $2 }' "/proc/$PID/status" 2>/dev/null) &&
+            [ -n "$hwm" ]; do
+            echo "$hwm" >"$T/$name.rss"
             sleep 0.2
         done
     ) {STALL_FD}<&- &
