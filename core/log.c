@@ -1,11 +1,11 @@
 /*
  * log.c — log lines on stderr; see log.h.
  *
- * Every line is scrubbed of URL passwords (scheme://user:PASSWORD@host
- * becomes scheme://user:[redacted]@host) before it is written, whoever
- * logged it: a core message, a plugin's, or a library's relayed by one.
+ * Every line is scrubbed of URL passwords (redact.h) before it is written.
  */
 #include "log.h"
+
+#include "redact.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -67,45 +67,6 @@ int64_t sl_wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-#define REDACTED "[redacted]"
-
-/* In the NUL-terminated line of *len chars (cap bytes in all): the
- * password of every URL's userinfo replaced by REDACTED; whatever no
- * longer fits is cut off the end. */
-static void redact_url_passwords(char *line, int *len, size_t cap)
-{
-    static const size_t mlen = sizeof REDACTED - 1;
-    char *p = line;
-    while ((p = strstr(p, "://"))) {
-        p += 3;
-        size_t authority = strcspn(p, "/?#\"' \t\r\n");
-        char *at = NULL;
-        for (size_t i = 0; i < authority; i++)
-            if (p[i] == '@')
-                at = p + i;
-        char *colon = at ? memchr(p, ':', (size_t)(at - p)) : NULL;
-        if (!colon)
-            continue;
-        char *pw = colon + 1;
-        size_t pwlen = (size_t)(at - pw);
-        if (pwlen == mlen && memcmp(pw, REDACTED, mlen) == 0)
-            continue;
-        size_t room = cap - 1 - (size_t)(pw - line); /* for text, NUL excluded */
-        size_t tail = strlen(at);
-        if (mlen > room) {
-            *pw = 0;
-            break;
-        }
-        if (mlen + tail > room)
-            tail = room - mlen;
-        memmove(pw + mlen, at, tail);
-        memcpy(pw, REDACTED, mlen);
-        pw[mlen + tail] = 0;
-        p = pw + mlen;
-    }
-    *len = (int)strlen(line);
-}
-
 void sl_vlog(sluice_log_level level, const char *stage, const char *fmt, va_list ap)
 {
     if (level > log_max)
@@ -125,8 +86,7 @@ void sl_vlog(sluice_log_level level, const char *stage, const char *fmt, va_list
     if (n >= (int)sizeof line - 1)
         n = sizeof line - 2;
     line[n] = 0;
-    if (strstr(line, "://"))
-        redact_url_passwords(line, &n, sizeof line - 1); /* room for the '\n' */
+    n = (int)sl_redact_url_passwords(line, sizeof line - 1); /* room for the '\n' */
     line[n++] = '\n';
     pthread_mutex_lock(&log_lock);
     if (status_clear)

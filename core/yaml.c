@@ -28,6 +28,8 @@
 #endif
 #include "yaml.h"
 
+#include "redact.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -64,6 +66,15 @@ void sl_diag_add(sl_diag *d, int line, int col, const char *fmt, ...)
     free(msg);
     if (n < 0)
         return;
+    /* A value quoted back may be a URL with a password in it. */
+    size_t room = sl_redact_room(full);
+    char *roomy = realloc(full, room);
+    if (!roomy) {
+        free(full);
+        return;
+    }
+    full = roomy;
+    sl_redact_url_passwords(full, room);
     char **grown = realloc(d->messages, (d->count + 1) * sizeof *grown);
     if (!grown) {
         free(full);

@@ -97,29 +97,12 @@ static void add_secret(secret_list *l, const char *value, size_t len)
     l->items[at] = copy;
 }
 
-/* The password of every scheme://user:password@host in value. */
-static void add_url_passwords(secret_list *l, const char *value)
-{
-    for (const char *p = strstr(value, "://"); p; p = strstr(p, "://")) {
-        p += 3;
-        size_t authority = strcspn(p, "/?#\"' \t\r\n");
-        const char *at = NULL;
-        for (size_t i = 0; i < authority; i++)
-            if (p[i] == '@')
-                at = p + i;
-        const char *colon = at ? memchr(p, ':', (size_t)(at - p)) : NULL;
-        if (colon)
-            add_secret(l, colon + 1, (size_t)(at - colon - 1));
-    }
-}
-
 static void add_property(secret_list *l, const char *name, const char *value)
 {
     if (!value)
         return;
     if (sk_secret_name(name))
         add_secret(l, value, strlen(value));
-    add_url_passwords(l, value);
 }
 
 /* One pass over text, the longest secret first at each place, so that a
@@ -291,7 +274,7 @@ static void describe_setting(sluice_buf *line, const sluice_host *host, const ch
 }
 
 /* The settings this stage gives librdkafka, for `--log-level debug`;
- * passwords inside URLs go through sk_redact() like everything else. */
+ * passwords inside URLs the core's log hides. */
 static void log_settings(const sk_base *base, const sluice_map *properties,
                          const char *const *defaults)
 {
@@ -315,8 +298,6 @@ rd_kafka_conf_t *sk_conf_new(sk_base *base, const sluice_map *properties,
 {
     /* Secrets first, so that even an error about a property is scrubbed. */
     secret_list secrets = {0};
-    if (base->brokers)
-        add_url_passwords(&secrets, base->brokers);
     for (size_t i = 0; defaults && defaults[i]; i += 2)
         add_property(&secrets, defaults[i], defaults[i + 1]);
     for (size_t i = 0; properties && i < properties->count; i++)

@@ -26,9 +26,9 @@ typedef struct sk_base {
     _Atomic int fatal;             /* a fatal error (fenced producer, ...) */
     char last_error[512];          /* guarded by error_lock, already redacted */
     pthread_mutex_t error_lock;
-    /* The values of secret properties (sk_secret_name), and passwords of
-     * URLs in any property, longest first: wiped out of every librdkafka
-     * message before sluice logs or keeps it. Set by sk_conf_new() before
+    /* The values of secret properties (sk_secret_name), longest first:
+     * wiped out of every librdkafka message before sluice logs or keeps
+     * it (passwords inside URLs the core hides from every message). Set by sk_conf_new() before
      * librdkafka's threads exist, freed by sk_base_destroy() after they
      * ended, so the callbacks read them without a lock. */
     char **secrets;

@@ -28,7 +28,6 @@
 struct pg_pusher {
     pg_push_settings s;
     char *url, *username, *password, *ca_file;
-    char *shown_url;      /* url for log lines: without its password */
     CURL *curl;
     char curl_error[CURL_ERROR_SIZE];
     sluice_buf response;
@@ -111,26 +110,6 @@ char *pg_group_url(const sluice_host *h, const char *base, const char *job,
         return NULL;
     }
     return b.data; /* buf memory is malloc()ed: the caller free()s it */
-}
-
-char *pg_url_shown(const char *url)
-{
-    static const char marker[] = "[redacted]";
-    const char *scheme_end = strstr(url, "://");
-    const char *host = scheme_end ? scheme_end + 3 : url;
-    size_t authority = strcspn(host, "/?#");
-    const char *at = NULL;
-    for (size_t i = 0; i < authority; i++)
-        if (host[i] == '@')
-            at = host + i;
-    const char *colon = at ? memchr(host, ':', (size_t)(at - host)) : NULL;
-    if (!colon)
-        return strdup(url);
-    size_t head = (size_t)(colon + 1 - url), tail = strlen(at);
-    char *shown = malloc(head + sizeof marker - 1 + tail + 1);
-    if (shown)
-        snprintf(shown, head + sizeof marker + tail, "%.*s%s%s", (int)head, url, marker, at);
-    return shown;
 }
 
 /* ---- One push ------------------------------------------------------------- */
@@ -240,7 +219,7 @@ static bool push_counted(pg_pusher *p)
         h->series_set(p->last_success, (double)time(NULL));
         if (p->failures)
             h->log(p->s.ctx, SLUICE_LOG_INFO, "pushes to %s work again (after %u failed)",
-                   p->shown_url, p->failures);
+                   p->url, p->failures);
         p->failures = 0;
         return true;
     }
@@ -249,7 +228,7 @@ static bool push_counted(pg_pusher *p)
     if (p->failures == 0 || now - p->last_failure_log_ms >= FAILURE_LOG_EVERY_MS) {
         if (atomic_load(&p->cut_short))
             snprintf(why, sizeof why, "cut short by the end of the run");
-        h->log(p->s.ctx, SLUICE_LOG_WARN, "push to %s failed: %s%s", p->shown_url, why,
+        h->log(p->s.ctx, SLUICE_LOG_WARN, "push to %s failed: %s%s", p->url, why,
                p->failures ? " (still failing)" : "; retrying with backoff");
         p->last_failure_log_ms = now;
     }
@@ -331,9 +310,6 @@ pg_pusher *pg_pusher_new(const pg_push_settings *s, char *err, size_t errlen)
     p->s = *s;
     bool ok = true;
     p->url = dup_or_null(s->url, &ok);
-    p->shown_url = s->url ? pg_url_shown(s->url) : NULL;
-    if (s->url && !p->shown_url)
-        ok = false;
     p->username = dup_or_null(s->username, &ok);
     p->password = dup_or_null(s->password, &ok);
     p->ca_file = dup_or_null(s->ca_file, &ok);
@@ -419,7 +395,6 @@ void pg_pusher_free(pg_pusher *p)
     pthread_mutex_destroy(&p->lock);
     p->s.host->buf_free(&p->response);
     free(p->url);
-    free(p->shown_url);
     free(p->username);
     if (p->password) /* heap that is reused later must not still hold it */
         explicit_bzero(p->password, strlen(p->password));

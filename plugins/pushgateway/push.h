@@ -43,11 +43,6 @@ typedef struct pg_push_settings {
 char *pg_group_url(const sluice_host *h, const char *base, const char *job,
                    const sluice_map *grouping);
 
-/* url as it may be shown in a log line or an error: the password of its
- * userinfo (http://user:PASSWORD@host/) replaced by "[redacted]". NULL
- * when out of memory. The caller frees it. */
-char *pg_url_shown(const char *url);
-
 /* Strings in s are copied. NULL with a message in err on failure. */
 pg_pusher *pg_pusher_new(const pg_push_settings *s, char *err, size_t errlen);
 int pg_pusher_start(pg_pusher *p, char *err, size_t errlen);

@@ -119,7 +119,6 @@ typedef struct pg_sink {
     sluice_ctx *ctx;
     const pg_config *cfg;
     char *url;
-    char *shown_url;          /* url for messages: without the password of its userinfo */
     gauge_spec *specs;
     size_t nspecs;
     pg_gauges *gauges;
@@ -180,9 +179,8 @@ static bool check_url(pg_sink *pg, const char *url)
         why = ": give the gateway's base URL, without a query or fragment";
     if (!why)
         return true;
-    char *shown = pg_url_shown(url);
-    pg->host->config_error(pg->ctx, "url", "'%s'%s", shown ? shown : "(out of memory)", why);
-    free(shown);
+    /* The core hides a password in the URL from every message. */
+    pg->host->config_error(pg->ctx, "url", "'%s'%s", url, why);
     return false;
 }
 
@@ -360,8 +358,7 @@ static int pg_create(const sluice_host *host, sluice_ctx *ctx, const void *confi
 
     pg->gauges = pg_gauges_new((size_t)cfg->max_series);
     pg->url = pg->gauges ? pg_group_url(host, cfg->url, job, &cfg->grouping) : NULL;
-    pg->shown_url = pg->url ? pg_url_shown(pg->url) : NULL;
-    if (!pg->shown_url || !compile_specs(pg, cfg)) {
+    if (!pg->url || !compile_specs(pg, cfg)) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -390,7 +387,7 @@ static int pg_start(void *self, char *err, size_t errlen)
     pg->pusher = pg_pusher_new(&s, err, errlen);
     if (!pg->pusher)
         return SLUICE_ERROR;
-    pg->host->log(pg->ctx, SLUICE_LOG_INFO, "pushing to %s every %" PRId64 " ms", pg->shown_url,
+    pg->host->log(pg->ctx, SLUICE_LOG_INFO, "pushing to %s every %" PRId64 " ms", pg->url,
                   cfg->interval_ms);
     return pg_pusher_start(pg->pusher, err, errlen);
 }
@@ -542,10 +539,10 @@ static void final_push(pg_sink *pg)
         return;
     pg->final_pushed = true;
     if (pg_pusher_finish(pg->pusher, pg->cfg->final_timeout_ms))
-        pg->host->log(pg->ctx, SLUICE_LOG_INFO, "final push to %s done", pg->shown_url);
+        pg->host->log(pg->ctx, SLUICE_LOG_INFO, "final push to %s done", pg->url);
     else
         pg->host->log(pg->ctx, SLUICE_LOG_ERROR, "the final push to %s failed for %" PRId64
-                      " ms; this run's last figures are not in the gateway", pg->shown_url,
+                      " ms; this run's last figures are not in the gateway", pg->url,
                       pg->cfg->final_timeout_ms);
 }
 
@@ -571,7 +568,6 @@ static void pg_destroy(void *self)
     free(pg->specs);
     pg_gauges_free(pg->gauges);
     free(pg->url);
-    free(pg->shown_url);
     free(pg);
 }
 
